@@ -1,0 +1,16 @@
+from django.apps import AppConfig
+from django.utils.module_loading import autodiscover_modules
+
+
+class CQConfig(AppConfig):
+    name = "cq"
+    verbose_name = "cq tasks"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        from . import checks  # noqa: F401  (registers the system checks)
+
+        # Import every installed app's `tasks` module so that each process, web
+        # server or worker, knows every `@task` by name. Import only: no
+        # database or Redis is touched here.
+        autodiscover_modules("tasks")

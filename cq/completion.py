@@ -1,0 +1,130 @@
+"""What follows a task's final status: its chain, its parent, its errorbacks, its logs.
+
+Lock order, to stay free of deadlocks between workers: a child's row is always
+locked before its parent's (a finishing child updates itself, then locks the
+parent to see whether the parent is complete).
+"""
+
+import logging
+from datetime import timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from . import logs, registry
+from .conf import settings as cq_settings
+from .models import Task
+
+logger = logging.getLogger(__name__)
+
+
+class Discarded(Exception):
+    """The row left the status we expected (revoked, or swept as lost) while the
+    task ran: its outcome is dropped and an atomic task's writes roll back."""
+
+
+def finish(task, status, *, result=None, error="", traceback="", expected=Task.STATUS_RUNNING):
+    """Move `task` to a final status, then release what waited on it.
+
+    Must run inside a transaction; raises Discarded if the row is no longer in
+    `expected` status.
+    """
+    now = timezone.now()
+    ttl = task.result_ttl if task.result_ttl is not None else cq_settings.RESULT_TTL
+    fields = {
+        "status": status,
+        "result": result,
+        "error": error,
+        "traceback": traceback,
+        "finished": now,
+        "result_expiry": None if ttl is None else now + timedelta(seconds=ttl),
+    }
+    if not Task.objects.filter(pk=task.pk, status=expected).update(**fields):
+        raise Discarded(task.pk)
+    for name, value in fields.items():
+        setattr(task, name, value)
+    logger.info("task id=%s name=%s status=%s", task.pk, task.func_name, status)
+    _after_final(task)
+
+
+def wait_for_subtasks(task, result, expected=Task.STATUS_RUNNING):
+    """Park a task whose function returned while its subtasks still run."""
+    if not Task.objects.filter(pk=task.pk, status=expected).update(
+        status=Task.STATUS_WAITING, result=result
+    ):
+        raise Discarded(task.pk)
+    task.status, task.result = Task.STATUS_WAITING, result
+
+
+def complete_if_ready(task):
+    """Finish a WAITING task (its row locked by the caller) once no subtask is active."""
+    subtasks = Task.objects.filter(parent_id=task.pk)
+    if subtasks.filter(status__in=Task.STATUS_ACTIVE).exists():
+        return False
+    failed = subtasks.filter(status__in=Task.STATUS_ERROR).order_by("finished").first()
+    if failed is not None:
+        error = f"subtask {failed.func_name} {failed.pk} failed: {failed.error}"
+        finish(task, Task.STATUS_INCOMPLETE, result=task.result, error=error,
+               expected=Task.STATUS_WAITING)
+    else:
+        result = task.result
+        if task.waits_for_id is not None:
+            result = Task.objects.values_list("result", flat=True).get(pk=task.waits_for_id)
+        finish(task, Task.STATUS_SUCCESS, result=result, expected=Task.STATUS_WAITING)
+    return True
+
+
+def notify_parent(task):
+    """A subtask reached a final status: complete its parent if that was the last one."""
+    if task.parent_id is None:
+        return
+    parent = Task.objects.select_for_update().filter(pk=task.parent_id).first()
+    if parent is not None and parent.status == Task.STATUS_WAITING:
+        complete_if_ready(parent)
+
+
+def release_chained(task, followers):
+    """Queue the tasks chained after `task` (now final) with its result as their
+    first argument; after a failure only `force_chain` ones run, the rest are revoked."""
+    succeeded = task.status == Task.STATUS_SUCCESS
+    for follower in followers:
+        if succeeded or follower.force_chain:
+            follower.submit(task.result if succeeded else None)
+        else:
+            follower.revoke()
+
+
+def _after_final(task):
+    if task.status in Task.STATUS_ERROR:
+        _call_errorbacks(task)
+    followers = list(Task.objects.filter(previous_id=task.pk, status=Task.STATUS_PENDING))
+    release_chained(task, followers)
+    notify_parent(task)
+    _store_logs_if_tree_done(task)
+
+
+def _call_errorbacks(task):
+    for entry in task.errorbacks:
+        try:
+            errorback = registry.get(entry["func_name"])
+            with transaction.atomic():
+                errorback.fn(task, task.error, *entry["args"], **entry["kwargs"])
+        except Exception:
+            logger.exception(
+                "errorback failed task id=%s errorback=%s", task.pk, entry.get("func_name")
+            )
+
+
+def _store_logs_if_tree_done(task):
+    # A task that ran here and neither logged nor spawned anything has nothing
+    # to collect: skip the cache round trip (the common, plain task).
+    if task.root_id is None and not getattr(task, "_may_have_tree", True):
+        return
+    top_id = task.top_id
+    if top_id != task.pk:
+        top_status = Task.objects.values_list("status", flat=True).get(pk=top_id)
+        if top_status not in Task.STATUS_DONE:
+            return
+    if Task.objects.filter(root_id=top_id, status__in=Task.STATUS_ACTIVE).exists():
+        return
+    logs.store(top_id)

@@ -1,0 +1,40 @@
+"""cq's settings, read lazily from Django settings so `override_settings` works.
+
+Every setting is `CQ_<NAME>` in the project's settings; the defaults live here.
+"""
+
+from django.conf import settings as django_settings
+
+DEFAULTS = {
+    # Alias in CHANNEL_LAYERS that carries the doorbells.
+    "CHANNEL_LAYER": "default",
+    # The channel the workers listen on (`runworker cq-tasks`).
+    "CHANNEL": "cq-tasks",
+    # Run `.delay()` inline, in the caller's process (tests, scripts).
+    "SERIAL": False,
+    # Seconds a finished task's row is kept before the clean-up task may delete it
+    # (None keeps it forever).
+    "RESULT_TTL": 7 * 24 * 3600,
+    # Cache alias that buffers task logs while a task tree runs.
+    "CACHE": "default",
+    # Most log lines stored on a top-level task; the oldest are dropped first.
+    "MAX_LOG_LINES": 1000,
+    # Seconds between a worker's housekeeping rounds (heartbeat, due tasks, cron, sweeper).
+    "HOUSEKEEPING_INTERVAL": 1.0,
+    # Seconds without a heartbeat after which a worker is presumed dead.
+    "WORKER_TIMEOUT": 30.0,
+    # Seconds a QUEUED task may wait before its doorbell is rung again.
+    "REQUEUE_AFTER": 30.0,
+    # Whether `runworker cq-tasks` runs the cron scheduler tick by default.
+    "SCHEDULER": True,
+}
+
+
+class Settings:
+    def __getattr__(self, name):
+        if name not in DEFAULTS:
+            raise AttributeError(f"cq has no setting {name!r}")
+        return getattr(django_settings, f"CQ_{name}", DEFAULTS[name])
+
+
+settings = Settings()

@@ -1,0 +1,69 @@
+"""The Channels side of cq: one `run_task` message, at most one task run."""
+
+import logging
+import uuid
+
+from channels.consumer import SyncConsumer
+from channels.db import database_sync_to_async
+
+from .conf import settings as cq_settings
+from .execution import run_task
+
+__all__ = ["CQConsumer", "handle_message", "run_task"]
+
+logger = logging.getLogger(__name__)
+
+
+def handle_message(message, worker=""):
+    """Run the task a doorbell names. This is the per-message exception
+    boundary: a malformed message or a failing task is logged, never raised."""
+    task_id = _task_id(message)
+    if task_id is None:
+        return None
+    try:
+        task = run_task(task_id, worker)
+    except Exception:
+        logger.exception("task run failed id=%s; the sweeper will recover it", task_id)
+        return None
+    if task is None:
+        _explain_unclaimed(task_id)
+    return task
+
+
+class CQConsumer(SyncConsumer):
+    """Route `cq-tasks` here: `ChannelNameRouter({"cq-tasks": CQConsumer.as_asgi()})`.
+
+    cq's own `runworker cq-tasks` calls `handle_message` directly, with bounded
+    prefetch and concurrency; this consumer serves channels' stock worker.
+    """
+
+    @property
+    def channel_layer_alias(self):
+        return cq_settings.CHANNEL_LAYER
+
+    @database_sync_to_async
+    def dispatch(self, message):
+        # Every message goes through the isolation boundary, whatever its type:
+        # channels would raise on an unknown type and kill its worker.
+        handle_message(message)
+
+
+def _task_id(message):
+    if not isinstance(message, dict) or message.get("type") != "run_task":
+        logger.warning("malformed message skipped message=%r", message)
+        return None
+    try:
+        return uuid.UUID(str(message["task_id"]))
+    except (KeyError, ValueError):
+        logger.warning("malformed message skipped message=%r", message)
+        return None
+
+
+def _explain_unclaimed(task_id):
+    from .models import Task
+
+    status = Task.objects.filter(pk=task_id).values_list("status", flat=True).first()
+    if status is None:
+        logger.warning("message for unknown task skipped id=%s", task_id)
+    else:
+        logger.debug("task not claimable id=%s status=%s", task_id, status)

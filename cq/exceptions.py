@@ -1,0 +1,27 @@
+"""cq's exceptions: one base class, one subclass per thing that can go wrong."""
+
+from django.core.exceptions import ImproperlyConfigured
+
+
+class CQError(Exception):
+    """Base class of every error cq raises."""
+
+
+class DuplicateSubmitError(CQError):
+    """The task was already submitted; a task is queued once."""
+
+
+class UnknownTaskError(CQError, LookupError):
+    """No `@task` is registered under this name."""
+
+
+class SerializationError(CQError, TypeError):
+    """Arguments or a result cannot be stored as JSON."""
+
+
+class InvalidTaskOption(CQError, ValueError):
+    """An option given to `@task` or `.delay_args()` has a bad value."""
+
+
+class ConfigurationError(CQError, ImproperlyConfigured):
+    """cq's settings do not fit together."""

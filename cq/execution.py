@@ -1,0 +1,139 @@
+"""Running one task: claim its row, call its function, record the outcome."""
+
+import logging
+import traceback as tb
+from datetime import timedelta
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from . import doorbell, logs, registry
+from .completion import Discarded, finish, complete_if_ready, wait_for_subtasks
+from .exceptions import CQError, UnknownTaskError
+from .models import Task, check_json
+
+logger = logging.getLogger(__name__)
+
+
+def run_task(task_id, worker=""):
+    """Claim and run the task `task_id`; return it, or None if it was not
+    claimable (already claimed, revoked, not due, or gone)."""
+    task = claim(task_id, worker)
+    if task is not None:
+        execute(task)
+    return task
+
+
+def claim(task_id, worker=""):
+    """QUEUED -> RUNNING with a conditional update: of any number of workers
+    holding a doorbell for this task, exactly one wins."""
+    now = timezone.now()
+    claimed = (
+        Task.objects.filter(pk=task_id, status=Task.STATUS_QUEUED)
+        .filter(Q(run_after__isnull=True) | Q(run_after__lte=now))
+        .update(status=Task.STATUS_RUNNING, started=now, worker=worker)
+    )
+    if not claimed:
+        logger.debug("task not claimable id=%s", task_id)
+        return None
+    return Task.objects.get(pk=task_id)
+
+
+def execute(task):
+    """Run a claimed (RUNNING) task and record SUCCESS, WAITING, RETRY or FAILURE."""
+    task._may_have_tree = False
+    try:
+        task_function = registry.get(task.func_name)
+    except UnknownTaskError as exc:
+        _record_error(task, None, exc)
+        return
+    try:
+        if task_function.atomic:
+            with transaction.atomic():
+                _record_return(task, _call(task_function, task))
+        else:
+            value = _call(task_function, task)
+            with transaction.atomic():
+                _record_return(task, value)
+    except Discarded:
+        logger.info("task outcome discarded id=%s status changed while running", task.pk)
+    except BaseException as exc:  # noqa: BLE001 - a task may raise anything, even SystemExit
+        _record_error(task, task_function, exc)
+
+
+def _call(task_function, task):
+    try:
+        return task_function.fn(task, *task.args, **task.kwargs)
+    finally:
+        logs.publish_pending(task)
+
+
+def _record_return(task, value):
+    if isinstance(value, Task):
+        _adopt(task, value)
+        result = None
+    else:
+        try:
+            check_json(value, "result")
+        except CQError as exc:
+            raise CQError(f"{task.func_name} returned a value that is not JSON: {exc}") from exc
+        result = value
+    if getattr(task, "_may_have_tree", False):
+        # This update locks our row after any child row we touched (lock order:
+        # children first). A subtask finishing on another worker then either
+        # sees us WAITING and completes us, or we see it done here.
+        wait_for_subtasks(task, result)
+        complete_if_ready(task)
+    else:
+        finish(task, Task.STATUS_SUCCESS, result=result)
+
+
+def _adopt(task, returned):
+    """`task` returned another task: finish with that task's result once it is done."""
+    if returned.pk == task.pk or returned.previous_id == task.pk:
+        raise CQError(
+            f"{task.func_name} returned a task that can only start after it finishes; "
+            "return a subtask (cqt.subtask(...)) or a chain that starts with one"
+        )
+    if returned.parent_id not in (None, task.pk):
+        raise CQError(f"{task.func_name} returned task {returned.pk}, a subtask of another task")
+    Task.objects.filter(pk=returned.pk, parent__isnull=True).update(
+        parent_id=task.pk, root_id=task.top_id
+    )
+    Task.objects.filter(pk=task.pk).update(waits_for_id=returned.pk)
+    task.waits_for_id = returned.pk
+    task._may_have_tree = True
+
+
+def _record_error(task, task_function, exc):
+    error = f"{type(exc).__name__}: {exc}"
+    trace = "".join(tb.format_exception(exc))
+    with transaction.atomic():
+        if not isinstance(exc, CQError) and task_function is not None and \
+                task_function.should_retry(exc, task.retries):
+            _schedule_retry(task, task_function, error, trace)
+            return
+        logger.warning("task failed id=%s name=%s error=%s", task.pk, task.func_name, error)
+        try:
+            finish(task, Task.STATUS_FAILURE, error=error, traceback=trace)
+        except Discarded:
+            logger.info("task failure discarded id=%s status changed while running", task.pk)
+
+
+def _schedule_retry(task, task_function, error, trace):
+    attempt = task.retries + 1
+    countdown = task_function.retry_countdown(attempt)
+    run_after = timezone.now() + timedelta(seconds=countdown) if countdown else None
+    # With no delay the task goes straight back to QUEUED; with one it waits as
+    # RETRY and the worker's housekeeping queues it when due.
+    status = Task.STATUS_RETRY if countdown else Task.STATUS_QUEUED
+    Task.objects.filter(pk=task.pk, status=Task.STATUS_RUNNING).update(
+        status=status, retries=attempt, run_after=run_after, error=error, traceback=trace,
+    )
+    logger.info(
+        "task retry id=%s name=%s attempt=%s countdown=%s error=%s",
+        task.pk, task.func_name, attempt, countdown, error,
+    )
+    if not countdown:
+        doorbell.ring_on_commit([task.pk])

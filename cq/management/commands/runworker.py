@@ -1,0 +1,51 @@
+"""`runworker`: channels' command, with cq's hardened worker for `cq-tasks`.
+
+cq must come before `channels` in INSTALLED_APPS for this command to win (a
+system check says so).
+"""
+
+from channels import DEFAULT_CHANNEL_LAYER
+from channels.management.commands.runworker import Command as ChannelsCommand
+from django.core.management import CommandError
+
+from cq.conf import settings as cq_settings
+from cq.worker import Worker
+
+
+class Command(ChannelsCommand):
+    help = "Run a worker for channels; `runworker cq-tasks` runs cq's task worker."
+
+    def add_arguments(self, parser):
+        super().add_arguments(parser)
+        parser.set_defaults(layer=None)
+        parser.add_argument(
+            "--concurrency", type=int, default=1,
+            help="cq-tasks: tasks run at once, in threads (default 1).",
+        )
+        parser.add_argument(
+            "--no-scheduler", action="store_false", dest="scheduler", default=None,
+            help="cq-tasks: do not run the cron scheduler in this worker.",
+        )
+        parser.add_argument(
+            "--burst", action="store_true",
+            help="cq-tasks: exit once no queued task is left.",
+        )
+
+    def handle(self, *args, **options):
+        if cq_settings.CHANNEL not in options["channels"]:
+            options["layer"] = options["layer"] or DEFAULT_CHANNEL_LAYER
+            return super().handle(*args, **options)
+        if len(options["channels"]) > 1:
+            raise CommandError(
+                f"run {cq_settings.CHANNEL} in a worker of its own, "
+                f"not with {', '.join(c for c in options['channels'] if c != cq_settings.CHANNEL)}"
+            )
+        if options["concurrency"] < 1:
+            raise CommandError(f"--concurrency must be at least 1, got {options['concurrency']}")
+        worker = Worker(
+            concurrency=options["concurrency"],
+            layer_alias=options["layer"],
+            scheduler=options["scheduler"],
+            burst=options["burst"],
+        )
+        worker.run()

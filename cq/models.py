@@ -1,0 +1,423 @@
+"""cq's tables. The row is the truth; a channel message only says "look at row X"."""
+
+import json
+import logging
+import uuid
+from datetime import timedelta
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import models, transaction
+from django.utils import timezone
+
+from . import doorbell, registry
+from .conf import settings as cq_settings
+from .exceptions import DuplicateSubmitError, InvalidTaskOption, SerializationError
+
+logger = logging.getLogger(__name__)
+
+
+class TaskQuerySet(models.QuerySet):
+    def active(self):
+        """Tasks that have not reached a final status."""
+        return self.filter(status__in=Task.STATUS_ACTIVE)
+
+    def done(self):
+        return self.filter(status__in=Task.STATUS_DONE)
+
+    def due(self, now):
+        """QUEUED or RETRY rows whose `run_after` time has come."""
+        return self.filter(
+            status__in=(Task.STATUS_QUEUED, Task.STATUS_RETRY), run_after__lte=now
+        )
+
+
+class Task(models.Model):
+    STATUS_PENDING = "P"
+    STATUS_RETRY = "Y"
+    STATUS_QUEUED = "Q"
+    STATUS_RUNNING = "R"
+    STATUS_FAILURE = "F"
+    STATUS_SUCCESS = "S"
+    STATUS_WAITING = "W"
+    STATUS_INCOMPLETE = "I"
+    STATUS_LOST = "L"
+    STATUS_REVOKED = "E"
+    STATUS_CHOICES = [
+        (STATUS_PENDING, "Pending"),
+        (STATUS_RETRY, "Retry"),
+        (STATUS_QUEUED, "Queued"),
+        (STATUS_RUNNING, "Running"),
+        (STATUS_FAILURE, "Failure"),
+        (STATUS_SUCCESS, "Success"),
+        (STATUS_WAITING, "Waiting"),
+        (STATUS_INCOMPLETE, "Incomplete"),
+        (STATUS_LOST, "Lost"),
+        (STATUS_REVOKED, "Revoked"),
+    ]
+    STATUS_ERROR = frozenset({STATUS_FAILURE, STATUS_INCOMPLETE, STATUS_LOST})
+    STATUS_DONE = STATUS_ERROR | {STATUS_SUCCESS, STATUS_REVOKED}
+    STATUS_ACTIVE = frozenset(
+        {STATUS_PENDING, STATUS_RETRY, STATUS_QUEUED, STATUS_RUNNING, STATUS_WAITING}
+    )
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    func_name = models.CharField(
+        "function", max_length=255, db_index=True,
+        help_text="Registered name of the @task, e.g. 'shop.tasks.send_receipt'.",
+    )
+    args = models.JSONField(
+        default=list, encoder=DjangoJSONEncoder,
+        help_text='Positional arguments after cqt, as JSON, e.g. [42, "a@b.c"].',
+    )
+    kwargs = models.JSONField(
+        default=dict, encoder=DjangoJSONEncoder,
+        help_text='Keyword arguments as JSON, e.g. {"retry": true}.',
+    )
+    status = models.CharField(
+        max_length=1, choices=STATUS_CHOICES, default=STATUS_PENDING, db_index=True,
+        help_text="Where the task is in its life, e.g. Queued, Running, Success.",
+    )
+    result = models.JSONField(
+        null=True, blank=True, encoder=DjangoJSONEncoder,
+        help_text='The return value, as JSON, e.g. {"sent": 3}.',
+    )
+    error = models.TextField(
+        blank=True, help_text="Why the task failed, e.g. 'ValueError: bad address'."
+    )
+    traceback = models.TextField(blank=True, help_text="Traceback of the failure, if any.")
+    logs = models.JSONField(
+        default=list, blank=True, encoder=DjangoJSONEncoder,
+        help_text="Log lines of the whole task tree, stored when the tree finishes.",
+    )
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="subtasks",
+        help_text="The task that launched this one as a subtask and waits for it.",
+    )
+    root = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="descendants",
+        help_text="Top-level task of this tree (empty for a top-level task); it keeps the logs.",
+    )
+    previous = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="next",
+        help_text="The task this one is chained after; its result is this one's first argument.",
+    )
+    waits_for = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="A task this one returned: it finishes with that task's result.",
+    )
+    force_chain = models.BooleanField(
+        default=False, help_text="Run this chained task even if the previous one failed."
+    )
+    errorbacks = models.JSONField(
+        default=list, blank=True, encoder=DjangoJSONEncoder,
+        help_text='Tasks called on final failure, e.g. [{"func_name": "app.tasks.alert", '
+        '"args": [], "kwargs": {}}].',
+    )
+    retries = models.PositiveIntegerField(
+        default=0, help_text="Failed attempts that were retried so far, e.g. 2."
+    )
+    run_after = models.DateTimeField(
+        null=True, blank=True,
+        help_text="Not run before this time (countdown, retry backoff), e.g. 2026-01-01 03:00.",
+    )
+    submitted = models.DateTimeField(
+        default=timezone.now, db_index=True, help_text="When the task was created."
+    )
+    started = models.DateTimeField(null=True, blank=True, help_text="When a worker claimed it.")
+    finished = models.DateTimeField(
+        null=True, blank=True, help_text="When it reached a final status."
+    )
+    result_ttl = models.PositiveIntegerField(
+        null=True, blank=True,
+        help_text="Seconds the row is kept after finishing, e.g. 86400 (empty: the default).",
+    )
+    result_expiry = models.DateTimeField(
+        null=True, blank=True, db_index=True,
+        help_text="After this time the clean-up task may delete the row.",
+    )
+    worker = models.CharField(
+        max_length=255, blank=True,
+        help_text="Worker that claimed it, e.g. 'web-1:4242:ab12cd'.",
+    )
+    repeating_task = models.ForeignKey(
+        "RepeatingTask", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs",
+        help_text="The repeating task that launched this run, if any.",
+    )
+
+    objects = TaskQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-submitted"]
+        indexes = [models.Index(fields=["status", "run_after"], name="cq_task_status_run_after")]
+
+    def __str__(self):
+        return f"{self.func_name} {self.pk} ({self.get_status_display()})"
+
+    # ---- reading
+
+    @property
+    def signature(self):
+        return {"func_name": self.func_name, "args": self.args, "kwargs": self.kwargs}
+
+    @property
+    def is_done(self):
+        return self.status in self.STATUS_DONE
+
+    @property
+    def is_error(self):
+        return self.status in self.STATUS_ERROR
+
+    @property
+    def top_id(self):
+        """Id of the top-level task of this tree, which collects its logs."""
+        return self.root_id or self.pk
+
+    def wait(self, timeout=None):
+        """Block until the task is done or `timeout` seconds pass; return it refreshed."""
+        from .waiting import wait_for
+
+        wait_for(self, timeout)
+        self.refresh_from_db()
+        return self
+
+    # ---- the API a running task (`cqt`) offers
+
+    def subtask(self, fn, args=(), kwargs=None, **fields):
+        """Launch a subtask; this task finishes only after it does."""
+        self._spawned = True
+        return delay(fn, args, kwargs, parent=self, **fields)
+
+    def chain(self, fn, args=(), kwargs=None, force_chain=False, **fields):
+        """Run `fn(result, *args, **kwargs)` after this task succeeds (or after
+        it fails too, with `force_chain=True`, receiving None). Returns the new task."""
+        from .completion import release_chained
+
+        with transaction.atomic():
+            locked = Task.objects.select_for_update().only("status", "result").get(pk=self.pk)
+            follower = delay(
+                fn, args, kwargs, submit=False, previous=self, parent=self.parent,
+                root_id=self.top_id, force_chain=force_chain, **fields,
+            )
+            if locked.is_done:
+                release_chained(locked, [follower])
+        if locked.is_done:
+            follower.refresh_from_db()
+        return follower
+
+    def errorback(self, fn, args=(), kwargs=None):
+        """Call `fn(task, error, *args, **kwargs)` if this task finally fails."""
+        entry = {
+            "func_name": registry.resolve(fn).name,
+            "args": list(args),
+            "kwargs": dict(kwargs or {}),
+        }
+        check_json(entry, "errorback arguments")
+        self.errorbacks = [*self.errorbacks, entry]
+        Task.objects.filter(pk=self.pk).update(errorbacks=self.errorbacks)
+
+    def log(self, message, level=logging.INFO, publish=True, limit=40):
+        """Log a line to Python logging and to this task tree's log."""
+        from . import logs
+
+        logs.log(self, message, level, publish, limit)
+
+    # ---- named state changes
+
+    def submit(self, *pre_args):
+        """Queue a PENDING task, with `pre_args` before its stored arguments."""
+        args = [*pre_args, *self.args]
+        check_json(args, "arguments")
+        queued = Task.objects.filter(pk=self.pk, status=self.STATUS_PENDING).update(
+            status=self.STATUS_QUEUED, args=args, submitted=timezone.now()
+        )
+        if not queued:
+            self.refresh_from_db(fields=["status"])
+            if self.status == self.STATUS_REVOKED:
+                return self
+            raise DuplicateSubmitError(
+                f"task {self.pk} was already submitted (status {self.get_status_display()})"
+            )
+        self.status, self.args = self.STATUS_QUEUED, args
+        if self.run_after is None:
+            doorbell.ring_on_commit([self.pk])
+        return self
+
+    def revoke(self):
+        """Mark this task, its subtasks and its chained tasks REVOKED: none of
+        them will start. A task already running finishes, but its outcome is
+        discarded (and an atomic task's writes are rolled back)."""
+        from .completion import notify_parent
+
+        with transaction.atomic():
+            ids = _tree_ids([self.pk])
+            Task.objects.filter(pk__in=ids, status__in=self.STATUS_ACTIVE).update(
+                status=self.STATUS_REVOKED, finished=timezone.now(), error="revoked"
+            )
+            self.refresh_from_db()
+            notify_parent(self)
+        return self
+
+
+class WorkerHeartbeat(models.Model):
+    """One row per live `runworker cq-tasks` process, refreshed while it lives."""
+
+    name = models.CharField(
+        max_length=255, primary_key=True, help_text="host:pid:random, e.g. 'web-1:4242:ab12cd'."
+    )
+    started = models.DateTimeField(default=timezone.now, help_text="When the worker started.")
+    seen = models.DateTimeField(
+        default=timezone.now, db_index=True, help_text="Its last heartbeat."
+    )
+    concurrency = models.PositiveIntegerField(default=1, help_text="Tasks it runs at once, e.g. 4.")
+
+    class Meta:
+        verbose_name = "worker heartbeat"
+
+    def __str__(self):
+        return self.name
+
+
+class RepeatingTask(models.Model):
+    """A task launched on a cron schedule, e.g. every night at 03:00."""
+
+    func_name = models.CharField(
+        "function", max_length=255,
+        help_text="Registered @task to run, e.g. 'cq.tasks.clean_up'.",
+    )
+    crontab = models.CharField(
+        max_length=100, help_text="Five cron fields: minute hour day month weekday, e.g. '0 3 * * *'."
+    )
+    timezone = models.CharField(
+        max_length=63, blank=True,
+        help_text="Time zone the cron is read in, e.g. 'Europe/Paris' (empty: TIME_ZONE).",
+    )
+    args = models.JSONField(
+        default=list, blank=True, encoder=DjangoJSONEncoder,
+        help_text='Positional arguments as JSON, e.g. [7].',
+    )
+    kwargs = models.JSONField(
+        default=dict, blank=True, encoder=DjangoJSONEncoder,
+        help_text='Keyword arguments as JSON, e.g. {"days": 7}.',
+    )
+    result_ttl = models.PositiveIntegerField(
+        null=True, blank=True,
+        help_text="Seconds each run's row is kept, e.g. 86400 (empty: the default).",
+    )
+    coalesce = models.BooleanField(
+        default=True, help_text="Skip an occurrence while the previous run is still active."
+    )
+    enabled = models.BooleanField(default=True, help_text="Untick to pause the schedule.")
+    last_run = models.DateTimeField(
+        null=True, blank=True, help_text="When the last run was launched."
+    )
+    next_run = models.DateTimeField(
+        null=True, blank=True, db_index=True, help_text="When the next run is due."
+    )
+
+    class Meta:
+        verbose_name = "repeating task"
+        ordering = ["next_run"]
+
+    def __str__(self):
+        return f"{self.func_name} [{self.crontab}]"
+
+
+# ---- creating tasks
+
+_DELAY_FIELDS = {
+    "parent", "previous", "root_id", "run_after", "countdown", "result_ttl",
+    "force_chain", "repeating_task",
+}
+
+
+def check_json(value, what):
+    """Raise SerializationError (a TypeError) unless `value` can be stored as JSON."""
+    try:
+        json.dumps(value, cls=DjangoJSONEncoder)
+    except (TypeError, ValueError) as exc:
+        raise SerializationError(f"task {what} must be JSON serialisable: {exc}") from exc
+
+
+def delay(fn_or_name, args=(), kwargs=None, submit=True, **fields):
+    """Create a task for a registered function; QUEUED (or PENDING when
+    `submit=False`) in the caller's transaction, rung after it commits."""
+    task_function = registry.resolve(fn_or_name)
+    if cq_settings.SERIAL and submit:
+        from .serial import run_inline
+
+        return run_inline(task_function, args, kwargs)
+    task = _build(task_function, args, kwargs, fields)
+    task.status = Task.STATUS_QUEUED if submit else Task.STATUS_PENDING
+    task.save(force_insert=True)
+    if submit and task.run_after is None:
+        doorbell.ring_on_commit([task.pk])
+    return task
+
+
+def delay_many(fn_or_name, calls, **fields):
+    """Queue many calls of one task with a single INSERT and pipelined doorbells."""
+    task_function = registry.resolve(fn_or_name)
+    tasks = []
+    for call in calls:
+        args, kwargs = call if _is_args_kwargs_pair(call) else (call, None)
+        tasks.append(_build(task_function, args, kwargs, dict(fields)))
+    if cq_settings.SERIAL:
+        from .serial import run_inline
+
+        return [run_inline(task_function, t.args, t.kwargs) for t in tasks]
+    for task in tasks:
+        task.status = Task.STATUS_QUEUED
+    Task.objects.bulk_create(tasks, batch_size=1000)
+    doorbell.ring_on_commit([t.pk for t in tasks if t.run_after is None])
+    return tasks
+
+
+def _is_args_kwargs_pair(call):
+    return (
+        isinstance(call, (tuple, list)) and len(call) == 2
+        and isinstance(call[0], (tuple, list)) and isinstance(call[1], dict)
+    )
+
+
+def _build(task_function, args, kwargs, fields):
+    unknown = set(fields) - _DELAY_FIELDS
+    if unknown:
+        raise TypeError(f"unknown task option(s): {', '.join(sorted(unknown))}")
+    if isinstance(args, (str, bytes, dict)) or not hasattr(args, "__iter__"):
+        raise TypeError(f"args must be a list or tuple, got {args!r}")
+    if kwargs is not None and not isinstance(kwargs, dict):
+        raise TypeError(f"kwargs must be a dict, got {kwargs!r}")
+    args, kwargs = list(args), dict(kwargs or {})
+    check_json(args, "arguments")
+    check_json(kwargs, "keyword arguments")
+    fields["run_after"] = _run_after(fields.pop("run_after", None), fields.pop("countdown", None))
+    parent = fields.get("parent")
+    if parent is not None and "root_id" not in fields:
+        fields["root_id"] = parent.top_id
+    if fields.get("result_ttl") is None:
+        fields["result_ttl"] = task_function.result_ttl
+    return Task(func_name=task_function.name, args=args, kwargs=kwargs, **fields)
+
+
+def _run_after(run_after, countdown):
+    if countdown is not None:
+        if run_after is not None:
+            raise InvalidTaskOption("give run_after or countdown, not both")
+        if isinstance(countdown, bool) or not isinstance(countdown, (int, float)) or countdown < 0:
+            raise InvalidTaskOption(f"countdown must be seconds >= 0, got {countdown!r}")
+        return timezone.now() + timedelta(seconds=countdown)
+    if run_after is not None and timezone.is_naive(run_after):
+        raise InvalidTaskOption(f"run_after must be an aware datetime, got {run_after!r}")
+    return run_after
+
+
+def _tree_ids(ids):
+    """`ids` and every task below them: subtasks and chained tasks, any depth."""
+    found, frontier = set(ids), list(ids)
+    while frontier:
+        below = Task.objects.filter(
+            models.Q(parent__in=frontier) | models.Q(previous__in=frontier)
+        ).values_list("pk", flat=True)
+        frontier = [pk for pk in below if pk not in found]
+        found.update(frontier)
+    return found

@@ -1,0 +1,201 @@
+"""The `runworker cq-tasks` process.
+
+Unlike channels' stock worker, which pulls every message it can into an
+unbounded in-process queue (and loses them all if killed), this one receives a
+message only when one of its `concurrency` slots is free: a killed worker loses
+at most the doorbells of the tasks it was running, whose rows stay RUNNING for
+recovery. Each message is handled in isolation; SIGTERM/SIGINT stop receiving,
+let running tasks finish and exit 0.
+"""
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+from channels.layers import get_channel_layer
+from django.db import close_old_connections
+from django.utils import timezone
+
+from . import housekeeping
+from .conf import settings as cq_settings
+from .consumers import handle_message
+from .doorbell import doorbell
+from .exceptions import ConfigurationError
+
+logger = logging.getLogger(__name__)
+
+# Longest pause between two attempts to reach an unreachable Redis.
+MAX_BACKOFF = 5.0
+
+
+class Worker:
+    def __init__(self, concurrency=1, layer_alias=None, scheduler=None, burst=False):
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+        self.concurrency = concurrency
+        self.layer_alias = layer_alias or cq_settings.CHANNEL_LAYER
+        self.channel = cq_settings.CHANNEL
+        self.scheduler = cq_settings.SCHEDULER if scheduler is None else scheduler
+        # Burst mode: exit once no task is left (tests, benchmarks, scripts).
+        self.burst = burst
+        self.name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.layer = get_channel_layer(self.layer_alias)
+        if self.layer is None:
+            raise ConfigurationError(
+                f"CQ_CHANNEL_LAYER={self.layer_alias!r} is not in CHANNEL_LAYERS"
+            )
+        self.last_message = time.monotonic()
+        self.handled = 0
+
+    def run(self):
+        """Serve until stopped; returns the exit status (0)."""
+        asyncio.run(self.serve())
+        return 0
+
+    def stop(self):
+        """Ask the worker to stop (thread-safe): running tasks finish first."""
+        self._loop.call_soon_threadsafe(self._stopping.set)
+
+    @property
+    def idle(self):
+        return time.monotonic() - self.last_message > cq_settings.HOUSEKEEPING_INTERVAL
+
+    async def serve(self):
+        self._loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        self._install_signal_handlers()
+        doorbell.use_loop(self._loop)
+        executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="cq-task")
+        chores = ThreadPoolExecutor(1, thread_name_prefix="cq-housekeeping")
+        housekeeper = asyncio.create_task(self._housekeeping(chores))
+        logger.info(
+            "worker started name=%s channel=%s concurrency=%s",
+            self.name, self.channel, self.concurrency,
+        )
+        try:
+            await self._receive_loop(executor)
+        finally:
+            housekeeper.cancel()
+            await asyncio.gather(housekeeper, return_exceptions=True)
+            await self._loop.run_in_executor(chores, self._forget)
+            executor.shutdown(wait=True)
+            chores.shutdown(wait=True)
+            await self._flush_doorbells()
+            doorbell.release_loop(self._loop)
+            logger.info("worker stopped name=%s handled=%s", self.name, self.handled)
+
+    async def _receive_loop(self, executor):
+        slots = asyncio.Semaphore(self.concurrency)
+        running = set()
+        while not self._stopping.is_set():
+            # Bounded prefetch: take a message only when a slot is free for it.
+            await slots.acquire()
+            message = await self._receive()
+            if message is None:
+                slots.release()
+                break
+            self.last_message = time.monotonic()
+            future = self._loop.run_in_executor(executor, self._handle, message)
+            running.add(future)
+            future.add_done_callback(running.discard)
+            future.add_done_callback(lambda _: slots.release())
+        # Graceful stop: nothing new starts, running tasks finish.
+        if running:
+            await asyncio.wait(running)
+
+    async def _receive(self):
+        """The next message, or None once the worker is stopping."""
+        backoff = 0.1
+        stop = asyncio.ensure_future(self._stopping.wait())
+        try:
+            while not self._stopping.is_set():
+                receive = asyncio.ensure_future(self.layer.receive(self.channel))
+                done, _ = await asyncio.wait(
+                    {receive, stop},
+                    timeout=0.5 if self.burst else None,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                if receive not in done:
+                    # Cancelling is safe: channels-redis keeps a message it was
+                    # popping in its backup queue and puts it back.
+                    receive.cancel()
+                    await asyncio.gather(receive, return_exceptions=True)
+                    if self.burst and not self._stopping.is_set():
+                        await self._stop_if_nothing_left()
+                    continue
+                try:
+                    return receive.result()
+                except Exception as exc:
+                    logger.warning(
+                        "channel layer receive failed, retrying in %.1fs error=%r", backoff, exc
+                    )
+                    await self._sleep(backoff)
+                    backoff = min(backoff * 2, MAX_BACKOFF)
+            return None
+        finally:
+            stop.cancel()
+
+    def _handle(self, message):
+        close_old_connections()
+        try:
+            handle_message(message, worker=self.name)
+            self.handled += 1
+        finally:
+            close_old_connections()
+
+    async def _housekeeping(self, chores):
+        while True:
+            await self._loop.run_in_executor(chores, self._housekeeping_round)
+            await asyncio.sleep(cq_settings.HOUSEKEEPING_INTERVAL)
+
+    def _housekeeping_round(self):
+        close_old_connections()
+        housekeeping.run_once(self)
+
+    async def _stop_if_nothing_left(self):
+        left = await self._loop.run_in_executor(None, self._tasks_left)
+        if not left:
+            self._stopping.set()
+
+    def _tasks_left(self):
+        from .models import Task
+
+        close_old_connections()
+        # Ring again at once for any queued row: in burst mode nobody else will.
+        return bool(housekeeping.ring_stale(self, timezone.now(), older_than=0)) or \
+            Task.objects.filter(status__in=(Task.STATUS_RETRY, Task.STATUS_QUEUED)).exists()
+
+    def _forget(self):
+        try:
+            housekeeping.forget(self)
+        except Exception:
+            logger.exception("could not remove the heartbeat name=%s", self.name)
+        finally:
+            close_old_connections()
+
+    async def _flush_doorbells(self):
+        pending = doorbell.in_flight()
+        if pending:
+            await asyncio.wait([asyncio.wrap_future(f) for f in pending], timeout=5)
+
+    async def _sleep(self, seconds):
+        try:
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+        except asyncio.TimeoutError:
+            pass
+
+    def _install_signal_handlers(self):
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            self._loop.add_signal_handler(signum, self._on_signal, signum)
+
+    def _on_signal(self, signum):
+        logger.info("worker stopping name=%s signal=%s", self.name, signal.Signals(signum).name)
+        self._stopping.set()

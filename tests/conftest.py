@@ -1,0 +1,112 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis
+from django.conf import settings
+from django.db import connection
+
+from cq.doorbell import doorbell
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def redis_client():
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    yield client
+    client.close()
+
+
+@pytest.fixture(autouse=True)
+def clean_redis():
+    """Remove this suite's keys (and only them) after each test."""
+    yield
+    doorbell.flush()
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    keys = list(client.scan_iter(match=f"{settings.REDIS_PREFIX}*", count=1000))
+    keys += list(client.scan_iter(match=f":1:{settings.REDIS_PREFIX}*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+def channel_key():
+    return f"{settings.REDIS_PREFIX}{settings.CQ_CHANNEL if hasattr(settings, 'CQ_CHANNEL') else 'cq-tasks'}"
+
+
+class WorkerProcess:
+    """A real `manage.py runworker cq-tasks` subprocess on the test database."""
+
+    def __init__(self, *args, env=None):
+        self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"cq-worker-{os.getpid()}-{time.monotonic_ns()}.log"
+        self.log = open(self.log_path, "w+")
+        worker_env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "tests.settings",
+            "CQ_TEST_DB_NAME": connection.settings_dict["NAME"],
+            "PYTHONPATH": str(ROOT),
+            **(env or {}),
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "django", "runworker", "cq-tasks", *args],
+            cwd=ROOT, env=worker_env, stdout=self.log, stderr=subprocess.STDOUT,
+        )
+
+    @property
+    def pid(self):
+        return self.process.pid
+
+    def signal(self, signum):
+        self.process.send_signal(signum)
+
+    def kill(self):
+        self.process.kill()
+        self.process.wait(10)
+
+    def wait(self, timeout):
+        return self.process.wait(timeout)
+
+    def output(self):
+        self.log.flush()
+        return self.log_path.read_text()
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self.log.close()
+        self.log_path.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def start_worker(transactional_db):
+    """Start real worker processes: `start_worker("--concurrency", "2")`."""
+    started = []
+
+    def start(*args, env=None):
+        worker = WorkerProcess(*args, env=env)
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+def wait_until(predicate, timeout=20.0, interval=0.05, message="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message}")

@@ -1,0 +1,111 @@
+"""Settings for cq's test suite: real Redis, and PostgreSQL or SQLite.
+
+Environment:
+  CQ_TEST_DB        "postgres" (default) or "sqlite"
+  CQ_TEST_REDIS     Redis URL base, default redis://127.0.0.1:6379
+  CQ_TEST_REDIS_DB  Redis database number the tests own, default 13
+  CQ_TEST_SUFFIX    makes database names and Redis prefixes unique, so that
+                    several test runs can share one machine
+  CQ_TEST_DB_NAME   set by the suite for the worker processes it starts: the
+                    name of the test database they must use
+"""
+
+import os
+import tempfile
+
+SUFFIX = os.environ.get("CQ_TEST_SUFFIX", "")
+DB_KIND = os.environ.get("CQ_TEST_DB", "postgres")
+REDIS_URL = "{}/{}".format(
+    os.environ.get("CQ_TEST_REDIS", "redis://127.0.0.1:6379"),
+    os.environ.get("CQ_TEST_REDIS_DB", "13"),
+)
+REDIS_PREFIX = f"cqtest{SUFFIX}"
+
+SECRET_KEY = "cq-tests-only"
+DEBUG = False
+USE_TZ = True
+TIME_ZONE = "UTC"
+ROOT_URLCONF = "tests.urls"
+ALLOWED_HOSTS = ["*"]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "cq",
+    "channels",
+    "tests.app",
+]
+
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+
+TEMPLATES = [{
+    "BACKEND": "django.template.backends.django.DjangoTemplates",
+    "APP_DIRS": True,
+    "OPTIONS": {"context_processors": [
+        "django.template.context_processors.request",
+        "django.contrib.auth.context_processors.auth",
+        "django.contrib.messages.context_processors.messages",
+    ]},
+}]
+
+if DB_KIND == "sqlite":
+    _path = os.path.join(tempfile.gettempdir(), f"cq-test{SUFFIX}.sqlite3")
+    DATABASES = {"default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": os.environ.get("CQ_TEST_DB_NAME", _path),
+        # A file, not memory: worker processes must see the same database.
+        "TEST": {"NAME": _path},
+        "OPTIONS": {
+            # BEGIN IMMEDIATE: writers queue for the lock instead of failing
+            # with "database is locked" when a read transaction upgrades.
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 30,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        },
+    }}
+else:
+    DATABASES = {"default": {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": os.environ.get("CQ_TEST_DB_NAME", f"cq{SUFFIX}"),
+        "USER": os.environ.get("CQ_TEST_PG_USER", "postgres"),
+        "HOST": os.environ.get("CQ_TEST_PG_HOST", "127.0.0.1"),
+        "PORT": os.environ.get("CQ_TEST_PG_PORT", "5432"),
+        "CONN_MAX_AGE": 600,
+    }}
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {
+            # socket_timeout None: an idle worker blocks on Redis for as long as
+            # it likes (redis-py's default 5 s would break its receive).
+            "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
+            "prefix": REDIS_PREFIX,
+            "capacity": 1000,
+        },
+    },
+}
+
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": REDIS_PREFIX,
+    },
+}
+
+CQ_HOUSEKEEPING_INTERVAL = float(os.environ.get("CQ_TEST_HOUSEKEEPING_INTERVAL", "0.2"))
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("CQ_TEST_LOG_LEVEL", "WARNING")},
+}
