@@ -184,7 +184,8 @@ class Task(models.Model):
 
     def subtask(self, fn, args=(), kwargs=None, **fields):
         """Launch a subtask; this task finishes only after it does."""
-        self._spawned = True
+        # Tells execution to park this task as WAITING instead of finishing it.
+        self._may_have_tree = True
         return delay(fn, args, kwargs, parent=self, **fields)
 
     def chain(self, fn, args=(), kwargs=None, force_chain=False, **fields):
