@@ -1,10 +1,13 @@
 """The `@task` decorator and the function object it returns."""
 
 import functools
+import logging
 import numbers
 
 from . import registry
 from .exceptions import InvalidTaskOption
+
+logger = logging.getLogger(__name__)
 
 
 class TaskFunction:
@@ -67,7 +70,12 @@ class TaskFunction:
             return False
         if not self.retry_exceptions:
             return True
-        return any(_matches(rule, exc) for rule in self.retry_exceptions)
+        try:
+            return any(_matches(rule, exc) for rule in self.retry_exceptions)
+        except Exception:
+            # A broken predicate must not leave the task RUNNING forever: no retry.
+            logger.exception("retry predicate failed task=%s", self.name)
+            return False
 
     def retry_countdown(self, attempt):
         """Seconds before retry number `attempt` (1-based): exponential backoff."""
