@@ -61,9 +61,14 @@ def complete_if_ready(task):
     subtasks = Task.objects.filter(parent_id=task.pk)
     if subtasks.filter(status__in=Task.STATUS_ACTIVE).exists():
         return False
-    failed = subtasks.filter(status__in=Task.STATUS_ERROR).order_by("finished").first()
+    # A revoked subtask never did its part: the parent did not complete either.
+    failed = (
+        subtasks.filter(status__in=Task.STATUS_ERROR | {Task.STATUS_REVOKED})
+        .order_by("finished").first()
+    )
     if failed is not None:
-        error = f"subtask {failed.func_name} {failed.pk} failed: {failed.error}"
+        verb = "was revoked" if failed.status == Task.STATUS_REVOKED else "failed"
+        error = f"subtask {failed.func_name} {failed.pk} {verb}: {failed.error}"
         finish(task, Task.STATUS_INCOMPLETE, result=task.result, error=error,
                expected=Task.STATUS_WAITING)
     else:
