@@ -91,7 +91,7 @@ def _record_return(task, value):
 
 def _adopt(task, returned):
     """`task` returned another task: finish with that task's result once it is done."""
-    if returned.pk == task.pk or returned.previous_id == task.pk:
+    if returned.pk == task.pk or _chained_after(returned, task):
         raise CQError(
             f"{task.func_name} returned a task that can only start after it finishes; "
             "return a subtask (cqt.subtask(...)) or a chain that starts with one"
@@ -104,6 +104,17 @@ def _adopt(task, returned):
     Task.objects.filter(pk=task.pk).update(waits_for_id=returned.pk)
     task.waits_for_id = returned.pk
     task._may_have_tree = True
+
+
+def _chained_after(returned, task):
+    """Whether `returned` is in a chain that starts after `task`: waiting on it would
+    wait forever."""
+    previous_id = returned.previous_id
+    while previous_id is not None and previous_id != task.pk:
+        previous_id = Task.objects.filter(pk=previous_id).values_list(
+            "previous_id", flat=True
+        ).first()
+    return previous_id == task.pk
 
 
 def _record_error(task, task_function, exc):
