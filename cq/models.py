@@ -334,7 +334,8 @@ _DELAY_FIELDS = {
 def check_json(value, what):
     """Raise SerializationError (a TypeError) unless `value` can be stored as JSON."""
     try:
-        json.dumps(value, cls=DjangoJSONEncoder)
+        # allow_nan=False: PostgreSQL's jsonb refuses NaN and Infinity.
+        json.dumps(value, cls=DjangoJSONEncoder, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise SerializationError(f"task {what} must be JSON serialisable: {exc}") from exc
 
