@@ -1,6 +1,7 @@
 """The `@task` decorator and the function object it returns."""
 
 import functools
+import inspect
 import logging
 import numbers
 
@@ -89,15 +90,30 @@ def task(name_or_fn=None, **options):
     `@task("name", retries=3)` all work. The function's first parameter
     receives the running task (`cqt`).
     """
+    unknown = set(options) - _OPTIONS
+    if unknown:
+        raise InvalidTaskOption(
+            f"@task got unknown option(s) {', '.join(sorted(unknown))}; "
+            f"it takes {', '.join(sorted(_OPTIONS))}"
+        )
     if callable(name_or_fn):
-        return _register(name_or_fn, None, options)
+        return _register(name_or_fn, options)
     if name_or_fn is not None and not isinstance(name_or_fn, str):
         raise InvalidTaskOption(f"@task takes a name string, not {name_or_fn!r}")
-    return lambda fn: _register(fn, name_or_fn, options)
+    if name_or_fn is not None:
+        if "name" in options:
+            raise InvalidTaskOption("give @task its name once, not also as name=")
+        options["name"] = name_or_fn
+    return lambda fn: _register(fn, options)
 
 
-def _register(fn, name, options):
-    task_function = TaskFunction(fn, name=name, **options)
+_OPTIONS = frozenset(inspect.signature(TaskFunction).parameters) - {"fn"}
+
+
+def _register(fn, options):
+    if not callable(fn):
+        raise InvalidTaskOption(f"@task decorates a function, not {fn!r}")
+    task_function = TaskFunction(fn, **options)
     registry.register(task_function)
     return task_function
 
