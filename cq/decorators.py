@@ -43,9 +43,9 @@ class TaskFunction:
 
     def __call__(self, *args, **kwargs):
         """Run the task inline, in this process, and return its result."""
-        from .serial import run_inline
+        from . import serial
 
-        return run_inline(self, args, kwargs).result
+        return serial.call(self, args, kwargs)
 
     def delay(self, *args, **kwargs):
         """Store the call as a QUEUED task and ring a worker; returns the Task."""

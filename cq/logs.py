@@ -22,19 +22,24 @@ BUFFER_TIMEOUT = 7 * 24 * 3600
 
 def log(task, message, level=logging.INFO, publish=True, limit=40):
     """`cqt.log()`: log to Python logging and buffer the line for the tree."""
-    logger.log(level, "task id=%s name=%s %s", task.pk, task.func_name, message)
     pending = _pending(task)
-    pending.append({
+    pending.append(make_line(task, message, level))
+    if publish:
+        if limit:
+            del pending[:-limit]
+        publish_pending(task)
+
+
+def make_line(task, message, level):
+    """Log `message` to Python logging; return the line as the tree's log keeps it."""
+    logger.log(level, "task id=%s name=%s %s", task.pk, task.func_name, message)
+    return {
         "message": str(message),
         "level": logging.getLevelName(level),
         "timestamp": timezone.now().isoformat(),
         "origin": str(task.pk),
         "task": task.func_name,
-    })
-    if publish:
-        if limit:
-            del pending[:-limit]
-        publish_pending(task)
+    }
 
 
 def publish_pending(task):

@@ -344,11 +344,11 @@ def delay(fn_or_name, args=(), kwargs=None, submit=True, **fields):
     """Create a task for a registered function; QUEUED (or PENDING when
     `submit=False`) in the caller's transaction, rung after it commits."""
     task_function = registry.resolve(fn_or_name)
-    if cq_settings.SERIAL and submit:
-        from .serial import run_inline
-
-        return run_inline(task_function, args, kwargs)
     task = _build(task_function, args, kwargs, fields)
+    if cq_settings.SERIAL:
+        from . import serial
+
+        return serial.delay(task_function, task.args, task.kwargs, submit)
     task.status = Task.STATUS_QUEUED if submit else Task.STATUS_PENDING
     task.save(force_insert=True)
     if submit and task.run_after is None:
@@ -364,9 +364,9 @@ def delay_many(fn_or_name, calls, **fields):
         args, kwargs = call if _is_args_kwargs_pair(call) else (call, None)
         tasks.append(_build(task_function, args, kwargs, dict(fields)))
     if cq_settings.SERIAL:
-        from .serial import run_inline
+        from . import serial
 
-        return [run_inline(task_function, t.args, t.kwargs) for t in tasks]
+        return [serial.delay(task_function, t.args, t.kwargs) for t in tasks]
     for task in tasks:
         task.status = Task.STATUS_QUEUED
     Task.objects.bulk_create(tasks, batch_size=1000)
