@@ -36,7 +36,10 @@ def clean_redis():
 
 
 def channel_key():
-    return f"{settings.REDIS_PREFIX}{settings.CQ_CHANNEL if hasattr(settings, 'CQ_CHANNEL') else 'cq-tasks'}"
+    """The Redis sorted set that holds the cq channel's messages."""
+    from cq.conf import settings as cq_settings
+
+    return f"{settings.REDIS_PREFIX}{cq_settings.CHANNEL}"
 
 
 class WorkerProcess:
@@ -100,6 +103,31 @@ def start_worker(transactional_db):
     yield start
     for worker in started:
         worker.stop()
+
+
+def run_queued(rounds=50):
+    """Run every QUEUED task in this process, as a worker would, until none is
+    left (subtasks and chained tasks included); returns how many ran."""
+    from cq.execution import run_task
+    from cq.models import Task
+
+    ran = 0
+    for _ in range(rounds):
+        ids = list(
+            Task.objects.filter(status=Task.STATUS_QUEUED, run_after__isnull=True)
+            .order_by("submitted").values_list("pk", flat=True)
+        )
+        if not ids:
+            return ran
+        for task_id in ids:
+            ran += run_task(task_id) is not None
+    raise AssertionError(f"tasks still queued after {rounds} rounds")
+
+
+def channel_depth(client):
+    """Doorbells waiting on the cq channel in Redis, once the sends in flight are done."""
+    doorbell.flush()
+    return client.zcard(channel_key())
 
 
 def wait_until(predicate, timeout=20.0, interval=0.05, message="condition"):
