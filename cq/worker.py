@@ -52,6 +52,8 @@ class Worker:
             )
         self.last_message = time.monotonic()
         self.handled = 0
+        # Futures of the messages being handled now (touched on the loop only).
+        self._running = set()
 
     def run(self):
         """Serve until stopped; returns the exit status (0)."""
@@ -64,7 +66,11 @@ class Worker:
 
     @property
     def idle(self):
-        return time.monotonic() - self.last_message > cq_settings.HOUSEKEEPING_INTERVAL
+        """Waiting on an empty channel: a slot is free and no message came lately.
+        A worker with every slot busy is not idle, however old its last message."""
+        return len(self._running) < self.concurrency and (
+            time.monotonic() - self.last_message > cq_settings.HOUSEKEEPING_INTERVAL
+        )
 
     async def serve(self):
         self._loop = asyncio.get_running_loop()
@@ -92,7 +98,7 @@ class Worker:
 
     async def _receive_loop(self, executor):
         slots = asyncio.Semaphore(self.concurrency)
-        running = set()
+        running = self._running
         while not self._stopping.is_set():
             # Bounded prefetch: take a message only when a slot is free for it.
             await slots.acquire()
@@ -160,7 +166,8 @@ class Worker:
 
     async def _stop_if_nothing_left(self):
         left = await self._loop.run_in_executor(None, self._tasks_left)
-        if not left:
+        # A task still running here may yet queue subtasks or chained tasks.
+        if not left and not self._running:
             self._stopping.set()
 
     def _tasks_left(self):
