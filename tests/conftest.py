@@ -45,7 +45,7 @@ def channel_key():
 class WorkerProcess:
     """A real `manage.py runworker cq-tasks` subprocess on the test database."""
 
-    def __init__(self, *args, env=None):
+    def __init__(self, *args, env=None, channel="cq-tasks"):
         self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"cq-worker-{os.getpid()}-{time.monotonic_ns()}.log"
         self.log = open(self.log_path, "w+")
         worker_env = {
@@ -56,7 +56,7 @@ class WorkerProcess:
             **(env or {}),
         }
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "django", "runworker", "cq-tasks", *args],
+            [sys.executable, "-m", "django", "runworker", channel, *args],
             cwd=ROOT, env=worker_env, stdout=self.log, stderr=subprocess.STDOUT,
         )
 
@@ -95,8 +95,8 @@ def start_worker(transactional_db):
     """Start real worker processes: `start_worker("--concurrency", "2")`."""
     started = []
 
-    def start(*args, env=None):
-        worker = WorkerProcess(*args, env=env)
+    def start(*args, env=None, channel="cq-tasks"):
+        worker = WorkerProcess(*args, env=env, channel=channel)
         started.append(worker)
         return worker
 

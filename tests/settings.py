@@ -26,6 +26,7 @@ DEBUG = False
 USE_TZ = True
 TIME_ZONE = "UTC"
 ROOT_URLCONF = "tests.urls"
+ASGI_APPLICATION = "tests.asgi.application"
 ALLOWED_HOSTS = ["*"]
 
 INSTALLED_APPS = [

@@ -206,7 +206,9 @@ flaky_broken_predicate = task(
 )(count_attempts.fn)
 
 
-@task
+# Not atomic: on SQLite an atomic task holds the database's write lock while it
+# runs, so a second one could not even be claimed until the first finished.
+@task(atomic=False)
 def rendezvous(cqt, key, parties, timeout=15.0):
     """Arrives, then waits for `parties` runs to be inside at once: True only
     if they really ran at the same time."""
@@ -218,3 +220,11 @@ def rendezvous(cqt, key, parties, timeout=15.0):
             return True
         time.sleep(0.05)
     return False
+
+
+@task
+def slow_spawn(cqt, seconds, count):
+    time.sleep(seconds)
+    for n in range(count):
+        cqt.subtask(add, (n, n))
+    return "spawned late"
