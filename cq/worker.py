@@ -54,6 +54,9 @@ class Worker:
         self.handled = 0
         # Futures of the messages being handled now (touched on the loop only).
         self._running = set()
+        # Set once the worker serves: a worker run in a thread may be stopped,
+        # and its process's doorbells go through its loop.
+        self.started = threading.Event()
 
     def run(self):
         """Serve until stopped; returns the exit status (0)."""
@@ -62,6 +65,7 @@ class Worker:
 
     def stop(self):
         """Ask the worker to stop (thread-safe): running tasks finish first."""
+        self.started.wait()
         self._loop.call_soon_threadsafe(self._stopping.set)
 
     @property
@@ -77,6 +81,7 @@ class Worker:
         self._stopping = asyncio.Event()
         self._install_signal_handlers()
         doorbell.use_loop(self._loop)
+        self.started.set()
         executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="cq-task")
         chores = ThreadPoolExecutor(1, thread_name_prefix="cq-housekeeping")
         housekeeper = asyncio.create_task(self._housekeeping(chores))
