@@ -1,15 +1,12 @@
 """The test project's ASGI routing: cq's consumer, and a plain consumer on another
-channel to show that `runworker <other channel>` is still channels' own worker."""
+channel to show that `runworker <other channel>` is still channels' own worker.
+(`runworker` sets Django up before it loads this module.)"""
 
-import django
+from channels.consumer import SyncConsumer
+from channels.routing import ChannelNameRouter, ProtocolTypeRouter
 
-django.setup()
-
-from channels.consumer import SyncConsumer  # noqa: E402
-from channels.routing import ChannelNameRouter, ProtocolTypeRouter  # noqa: E402
-
-from cq.consumers import CQConsumer  # noqa: E402
-from tests.app.models import Note  # noqa: E402
+from cq.consumers import CQConsumer
+from tests.app.models import Note
 
 
 class NoteConsumer(SyncConsumer):

@@ -41,7 +41,7 @@ def test_two_threads_racing_for_one_task_claim_it_once():
         barrier = threading.Barrier(2)
         won = []
 
-        def race(worker):
+        def race(worker, task=task, barrier=barrier, won=won):
             try:
                 barrier.wait()
                 won.append(claim(task.pk, worker) is not None)

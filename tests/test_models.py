@@ -9,8 +9,8 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from cq.execution import run_task
 from cq.exceptions import DuplicateSubmitError, InvalidTaskOption, UnknownTaskError
+from cq.execution import run_task
 from cq.models import Task, delay
 from tests.app import tasks
 from tests.app.models import Note

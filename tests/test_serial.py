@@ -129,7 +129,7 @@ def test_serial_logs_collect_on_the_top_task():
     assert {line["origin"] for line in task.logs[1:]} == {str(c.pk) for c in task.subtasks}
     assert all(line["timestamp"] for line in task.logs)
     limited = tasks.log_lines.delay(100, publish_every=100, limit=10)
-    assert [line["message"] for line in limited.logs][0] == "line 90"
+    assert limited.logs[0]["message"] == "line 90"
 
 
 @serial

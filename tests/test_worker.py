@@ -11,8 +11,8 @@ from django.test import override_settings
 
 from cq import checks
 from cq.doorbell import doorbell
-from cq.worker import Worker
 from cq.models import Task, WorkerHeartbeat
+from cq.worker import Worker
 from tests.app import tasks
 from tests.app.models import Note
 from tests.conftest import channel_depth, channel_key, wait_until

@@ -99,30 +99,31 @@ class Command(BaseCommand):
 def _worker_processes(write, count):
     env = {**os.environ, "CQ_DEMO_LAYER": "redis", "CQ_DEMO_PREFIX": settings.DEMO_PREFIX}
     manage = os.path.join(settings.BASE_DIR, "manage.py")
-    output = tempfile.NamedTemporaryFile("w", prefix="cq-demo-workers-", suffix=".log",
-                                         delete=False)
-    processes = [
-        subprocess.Popen([sys.executable, manage, "runworker", "cq-tasks", "--concurrency", "2"],
-                         cwd=settings.BASE_DIR, env=env, stdout=output, stderr=output)
-        for _ in range(count)
-    ]
-    try:
-        _wait_for_heartbeats(processes, count)
-        yield
-    finally:
-        for process in processes:
-            process.send_signal(signal.SIGTERM)
-        codes = [_stopped(process) for process in processes]
-        output.close()
-        write(f"Workers stopped with SIGTERM, exit codes {codes}; their output: {output.name}")
+    with tempfile.NamedTemporaryFile("w", prefix="cq-demo-workers-", suffix=".log",
+                                     delete=False) as output:
+        processes = [
+            subprocess.Popen(
+                [sys.executable, manage, "runworker", "cq-tasks", "--concurrency", "2"],
+                cwd=settings.BASE_DIR, env=env, stdout=output, stderr=output,
+            )
+            for _ in range(count)
+        ]
+        try:
+            _wait_for_heartbeats(processes, count, output.name)
+            yield
+        finally:
+            for process in processes:
+                process.send_signal(signal.SIGTERM)
+            codes = [_stopped(process) for process in processes]
+    write(f"Workers stopped with SIGTERM, exit codes {codes}; their output: {output.name}")
 
 
-def _wait_for_heartbeats(processes, count, timeout=60):
+def _wait_for_heartbeats(processes, count, log_path, timeout=60):
     since, deadline = timezone.now(), time.monotonic() + timeout
     # Only heartbeats of these workers: a killed earlier run may have left some.
     while WorkerHeartbeat.objects.filter(started__gte=since).count() < count:
         if any(p.poll() is not None for p in processes) or time.monotonic() > deadline:
-            raise CommandError("the workers did not start; see their output above")
+            raise CommandError(f"the workers did not start; their output: {log_path}")
         time.sleep(0.1)
 
 
