@@ -147,7 +147,6 @@ class Task(models.Model):
     objects = TaskQuerySet.as_manager()
 
     class Meta:
-        ordering = ["-submitted"]
         indexes = [models.Index(fields=["status", "run_after"], name="cq_task_status_run_after")]
 
     def __str__(self):
@@ -253,6 +252,8 @@ class Task(models.Model):
             Task.objects.filter(pk__in=ids, status__in=self.STATUS_ACTIVE).update(
                 status=self.STATUS_REVOKED, finished=timezone.now(), error="revoked"
             )
+            for task_id in ids:
+                doorbell.announce_on_commit(task_id)
             self.refresh_from_db()
             notify_parent(self)
         return self

@@ -86,7 +86,7 @@ class Worker:
             await self._loop.run_in_executor(chores, self._forget)
             executor.shutdown(wait=True)
             chores.shutdown(wait=True)
-            await self._flush_doorbells()
+            await doorbell.drained()
             doorbell.release_loop(self._loop)
             logger.info("worker stopped name=%s handled=%s", self.name, self.handled)
 
@@ -178,11 +178,6 @@ class Worker:
             logger.exception("could not remove the heartbeat name=%s", self.name)
         finally:
             close_old_connections()
-
-    async def _flush_doorbells(self):
-        pending = doorbell.in_flight()
-        if pending:
-            await asyncio.wait([asyncio.wrap_future(f) for f in pending], timeout=5)
 
     async def _sleep(self, seconds):
         try:
