@@ -9,26 +9,22 @@ channels-redis keeps its connection pool instead of reconnecting per call, and
 the caller does not wait for Redis. A worker process hands its own loop over
 (`use_loop`), which also lets the in-memory layer work in a single process.
 
-On a channels-redis layer, a ring of any number of tasks is one Redis round
-trip (a script doing what `RedisChannelLayer.send` does in four: drop expired
-messages, respect the capacity, add, refresh the expiry), and the messages are
-the layer's own serialisation, read by its own `receive`. Any other layer gets
-plain `layer.send` calls.
+On a channels-redis layer a ring of any number of tasks is one Redis round
+trip (`transport.send_many`); any other layer gets plain `layer.send` calls.
 """
 
 import asyncio
 import atexit
 import logging
-import random
 import threading
 import time
 from functools import partial
 
 from channels.exceptions import ChannelFull
 from channels.layers import get_channel_layer
-from channels_redis.core import RedisChannelLayer
 from django.db import transaction
 
+from . import transport
 from .conf import settings as cq_settings
 
 logger = logging.getLogger(__name__)
@@ -36,24 +32,6 @@ logger = logging.getLogger(__name__)
 # Above this many doorbells waiting to be sent (Redis hanging), new rings are
 # dropped: the rows stay QUEUED for the sweeper, and memory stays bounded.
 MAX_IN_FLIGHT = 10_000
-# Doorbells written by one script call.
-BATCH = 1000
-
-# KEYS[1] channel key; ARGV: expired-before, capacity, expiry, now, messages...
-# Returns how many messages fitted under the capacity.
-SEND_SCRIPT = """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], 0, ARGV[1])
-local free = tonumber(ARGV[2]) - redis.call('ZCARD', KEYS[1])
-local added = 0
-for i = 5, #ARGV do
-    if added >= free then break end
-    redis.call('ZADD', KEYS[1], ARGV[4], ARGV[i])
-    added = added + 1
-end
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-return added
-"""
-
 
 # While the channel is full or Redis is down every ring fails the same way:
 # say so once per this many seconds, with a count, instead of once per task.
@@ -141,15 +119,15 @@ class Doorbell:
             layer = get_channel_layer(cq_settings.CHANNEL_LAYER)
             if rings:
                 await self._send(layer, rings)
-            if finished and isinstance(layer, RedisChannelLayer):
+            if finished and transport.is_redis(layer):
                 await _publish_finished(layer, finished)
 
     async def _send(self, layer, task_ids):
         channel = cq_settings.CHANNEL
         messages = [{"type": "run_task", "task_id": str(task_id)} for task_id in task_ids]
         try:
-            if isinstance(layer, RedisChannelLayer):
-                sent = await _send_redis(layer, channel, messages)
+            if transport.is_redis(layer):
+                sent = await transport.send_many(layer, channel, messages)
             else:
                 sent = await _send_plain(layer, channel, messages)
         except Exception as exc:
@@ -176,24 +154,6 @@ class Doorbell:
                     target=self._loop.run_forever, name="cq-doorbell", daemon=True
                 ).start()
             return self._loop
-
-
-async def _send_redis(layer, channel, messages):
-    key = layer.prefix + channel
-    capacity = layer.get_capacity(channel)
-    # Like channels-redis, a normal channel's messages go to any of its hosts.
-    connection = layer.connection(random.randrange(layer.ring_size))
-    sent = 0
-    for start in range(0, len(messages), BATCH):
-        now = time.time()
-        batch = [layer.serialize(m) for m in messages[start:start + BATCH]]
-        sent += await connection.eval(
-            SEND_SCRIPT, 1, key, int(now) - int(layer.expiry), capacity,
-            int(layer.expiry), now, *batch,
-        )
-        if sent < start + len(batch):
-            break
-    return sent
 
 
 async def _publish_finished(layer, task_ids):

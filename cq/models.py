@@ -9,7 +9,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models, transaction
 from django.utils import timezone
 
-from . import doorbell, registry
+from . import doorbell, registry, transitions
 from .conf import settings as cq_settings
 from .exceptions import DuplicateSubmitError, InvalidTaskOption, SerializationError
 
@@ -349,7 +349,7 @@ def delay(fn_or_name, args=(), kwargs=None, submit=True, **fields):
         return run_inline(task_function, args, kwargs)
     task = _build(task_function, args, kwargs, fields)
     task.status = Task.STATUS_QUEUED if submit else Task.STATUS_PENDING
-    task.save(force_insert=True)
+    transitions.insert(task)
     if submit and task.run_after is None:
         doorbell.ring_on_commit([task.pk])
     return task

@@ -18,8 +18,8 @@ import threading
 import time
 
 from channels.layers import get_channel_layer
-from channels_redis.core import RedisChannelLayer
 
+from . import transport
 from .conf import settings as cq_settings
 
 logger = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ def wait_for(task, timeout=None):
     """Return True once `task` is done, False if `timeout` seconds passed first."""
     deadline = None if timeout is None else time.monotonic() + timeout
     layer = get_channel_layer(cq_settings.CHANNEL_LAYER)
-    if isinstance(layer, RedisChannelLayer):
+    if transport.is_redis(layer):
         try:
             return _wait_pushed(task.pk, layer, deadline)
         except Exception as exc:
