@@ -5,10 +5,9 @@ import traceback as tb
 from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
-from . import doorbell, logs, registry
+from . import doorbell, logs, registry, transitions
 from .completion import Discarded, finish, complete_if_ready, wait_for_subtasks
 from .exceptions import CQError, UnknownTaskError
 from .models import Task, check_json
@@ -28,16 +27,12 @@ def run_task(task_id, worker=""):
 def claim(task_id, worker=""):
     """QUEUED -> RUNNING with a conditional update: of any number of workers
     holding a doorbell for this task, exactly one wins."""
-    now = timezone.now()
-    claimed = (
-        Task.objects.filter(pk=task_id, status=Task.STATUS_QUEUED)
-        .filter(Q(run_after__isnull=True) | Q(run_after__lte=now))
-        .update(status=Task.STATUS_RUNNING, started=now, worker=worker)
+    task = transitions.claim(
+        Task, task_id, worker, timezone.now(), Task.STATUS_QUEUED, Task.STATUS_RUNNING
     )
-    if not claimed:
+    if task is None:
         logger.debug("task not claimable id=%s", task_id)
-        return None
-    return Task.objects.get(pk=task_id)
+    return task
 
 
 def execute(task):
@@ -139,7 +134,8 @@ def _schedule_retry(task, task_function, error, trace):
     # With no delay the task goes straight back to QUEUED; with one it waits as
     # RETRY and the worker's housekeeping queues it when due.
     status = Task.STATUS_RETRY if countdown else Task.STATUS_QUEUED
-    Task.objects.filter(pk=task.pk, status=Task.STATUS_RUNNING).update(
+    transitions.move(
+        Task, task.pk, Task.STATUS_RUNNING,
         status=status, retries=attempt, run_after=run_after, error=error, traceback=trace,
     )
     logger.info(

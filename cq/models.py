@@ -9,7 +9,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models, transaction
 from django.utils import timezone
 
-from . import doorbell, registry
+from . import doorbell, registry, transitions
 from .conf import settings as cq_settings
 from .exceptions import DuplicateSubmitError, InvalidTaskOption, SerializationError
 
@@ -147,7 +147,6 @@ class Task(models.Model):
     objects = TaskQuerySet.as_manager()
 
     class Meta:
-        ordering = ["-submitted"]
         indexes = [models.Index(fields=["status", "run_after"], name="cq_task_status_run_after")]
 
     def __str__(self):
@@ -254,6 +253,8 @@ class Task(models.Model):
             Task.objects.filter(pk__in=ids, status__in=self.STATUS_ACTIVE).update(
                 status=self.STATUS_REVOKED, finished=timezone.now(), error="revoked"
             )
+            for task_id in ids:
+                doorbell.announce_on_commit(task_id)
             self.refresh_from_db()
             notify_parent(self)
         return self
@@ -350,7 +351,7 @@ def delay(fn_or_name, args=(), kwargs=None, submit=True, **fields):
 
         return serial.delay(task_function, task.args, task.kwargs, submit)
     task.status = Task.STATUS_QUEUED if submit else Task.STATUS_PENDING
-    task.save(force_insert=True)
+    transitions.insert(task)
     if submit and task.run_after is None:
         doorbell.ring_on_commit([task.pk])
     return task

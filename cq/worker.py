@@ -27,6 +27,7 @@ from .conf import settings as cq_settings
 from .consumers import handle_message
 from .doorbell import doorbell
 from .exceptions import ConfigurationError
+from .transport import Receiver, is_redis
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ class Worker:
             raise ConfigurationError(
                 f"CQ_CHANNEL_LAYER={self.layer_alias!r} is not in CHANNEL_LAYERS"
             )
+        self._receiver = Receiver(self.layer, self.channel) if is_redis(self.layer) else None
         self.last_message = time.monotonic()
         self.handled = 0
         # Futures of the messages being handled now (touched on the loop only).
@@ -97,7 +99,7 @@ class Worker:
             await self._loop.run_in_executor(chores, self._forget)
             executor.shutdown(wait=True)
             chores.shutdown(wait=True)
-            await self._flush_doorbells()
+            await doorbell.drained()
             doorbell.release_loop(self._loop)
             logger.info("worker stopped name=%s handled=%s", self.name, self.handled)
 
@@ -105,52 +107,75 @@ class Worker:
         slots = asyncio.Semaphore(self.concurrency)
         running = self._running
         while not self._stopping.is_set():
-            # Bounded prefetch: take a message only when a slot is free for it.
+            # Bounded prefetch: receive only as many messages as slots are free.
             await slots.acquire()
-            message = await self._receive()
-            if message is None:
+            free = 1
+            while not slots.locked():
+                await slots.acquire()
+                free += 1
+            messages = await self._receive(free)
+            for _ in range(free - len(messages)):
                 slots.release()
-                break
-            self.last_message = time.monotonic()
-            future = self._loop.run_in_executor(executor, self._handle, message)
-            running.add(future)
-            future.add_done_callback(running.discard)
-            future.add_done_callback(lambda _: slots.release())
+            self.last_message = time.monotonic() if messages else self.last_message
+            for message in messages:
+                future = self._loop.run_in_executor(executor, self._handle, message)
+                running.add(future)
+                future.add_done_callback(running.discard)
+                future.add_done_callback(lambda _: slots.release())
         # Graceful stop: nothing new starts, running tasks finish.
         if running:
             await asyncio.wait(running)
 
-    async def _receive(self):
-        """The next message, or None once the worker is stopping."""
+    async def _receive(self, count):
+        """Up to `count` messages; [] once the worker is stopping."""
         backoff = 0.1
-        stop = asyncio.ensure_future(self._stopping.wait())
-        try:
-            while not self._stopping.is_set():
-                receive = asyncio.ensure_future(self.layer.receive(self.channel))
-                done, _ = await asyncio.wait(
-                    {receive, stop},
-                    timeout=0.5 if self.burst else None,
-                    return_when=asyncio.FIRST_COMPLETED,
+        while not self._stopping.is_set():
+            try:
+                messages = await self._pop(count)
+            except Exception as exc:
+                logger.warning(
+                    "channel layer receive failed, retrying in %.1fs error=%r", backoff, exc
                 )
-                if receive not in done:
-                    # Cancelling is safe: channels-redis keeps a message it was
-                    # popping in its backup queue and puts it back.
-                    receive.cancel()
-                    await asyncio.gather(receive, return_exceptions=True)
-                    if self.burst and not self._stopping.is_set():
-                        await self._stop_if_nothing_left()
-                    continue
-                try:
-                    return receive.result()
-                except Exception as exc:
-                    logger.warning(
-                        "channel layer receive failed, retrying in %.1fs error=%r", backoff, exc
-                    )
-                    await self._sleep(backoff)
-                    backoff = min(backoff * 2, MAX_BACKOFF)
-            return None
-        finally:
-            stop.cancel()
+                await self._sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+                continue
+            if self._stopping.is_set():
+                await self._give_back(messages)
+                return []
+            if messages:
+                return messages
+            if self.burst:
+                await self._stop_if_nothing_left()
+        return []
+
+    async def _pop(self, count):
+        """Messages waiting on the channel, or [] after a short while."""
+        if self._receiver is not None:
+            return await self._receiver.receive(count, block=0.5 if self.burst else None)
+        # Any other channel layer: one message at a time, racing the stop signal.
+        receive = asyncio.ensure_future(self.layer.receive(self.channel))
+        stop = asyncio.ensure_future(self._stopping.wait())
+        done, _ = await asyncio.wait(
+            {receive, stop}, timeout=0.5 if self.burst else None,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        stop.cancel()
+        if receive in done:
+            return [receive.result()]
+        receive.cancel()
+        await asyncio.gather(receive, return_exceptions=True)
+        return []
+
+    async def _give_back(self, messages):
+        """Messages that arrived as the worker stopped go back on the channel."""
+        try:
+            if self._receiver is not None:
+                await self._receiver.give_back(messages)
+            else:
+                for message in messages:
+                    await self.layer.send(self.channel, message)
+        except Exception as exc:
+            logger.warning("could not give messages back, left to the sweeper error=%r", exc)
 
     def _handle(self, message):
         close_old_connections()
@@ -190,11 +215,6 @@ class Worker:
             logger.exception("could not remove the heartbeat name=%s", self.name)
         finally:
             close_old_connections()
-
-    async def _flush_doorbells(self):
-        pending = doorbell.in_flight()
-        if pending:
-            await asyncio.wait([asyncio.wrap_future(f) for f in pending], timeout=5)
 
     async def _sleep(self, seconds):
         try:

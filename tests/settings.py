@@ -79,6 +79,7 @@ else:
         "HOST": os.environ.get("CQ_TEST_PG_HOST", "127.0.0.1"),
         "PORT": os.environ.get("CQ_TEST_PG_PORT", "5432"),
         "CONN_MAX_AGE": 600,
+        "OPTIONS": {"server_side_binding": os.environ.get("CQ_TEST_SERVER_BINDING") == "1"},
     }}
 
 CHANNEL_LAYERS = {
@@ -89,7 +90,7 @@ CHANNEL_LAYERS = {
             # it likes (redis-py's default 5 s would break its receive).
             "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
             "prefix": REDIS_PREFIX,
-            "capacity": 1000,
+            "capacity": int(os.environ.get("CQ_TEST_CAPACITY", "1000")),
         },
     },
 }
