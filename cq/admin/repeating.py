@@ -9,6 +9,7 @@ from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 from django.utils.translation import ngettext
 
 from .. import registry, scheduler
@@ -19,6 +20,8 @@ from ..models import RepeatingTask
 
 # Upcoming runs shown on a repeating task's page.
 UPCOMING = 5
+
+BR = mark_safe("<br>")
 
 
 @functools.cache
@@ -84,16 +87,18 @@ class RepeatingTaskAdmin(admin.ModelAdmin):
         except CQError as exc:
             return str(exc)
         return format_html_join(
-            format_html("<br>"), "{}", ((f"{run.astimezone(zone):%Y-%m-%d %H:%M %Z}",) for run in runs)
+            BR, "{}", ((f"{run.astimezone(zone):%Y-%m-%d %H:%M %Z}",) for run in runs)
         )
 
     @admin.display(description="launched tasks")
     def runs(self, obj):
         if not obj.pk:
             return "-"
-        url = reverse("admin:cq_task_changelist")
+        count = obj.runs.count()
         return format_html(
-            '<a href="{}?repeating_task__id__exact={}">{} task(s)</a>', url, obj.pk, obj.runs.count()
+            '<a href="{}?repeating_task__id__exact={}">{}</a>',
+            reverse("admin:cq_task_changelist"), obj.pk,
+            ngettext("%(count)d task", "%(count)d tasks", count) % {"count": count},
         )
 
     @admin.action(description="Run the selected repeating tasks now")
@@ -106,20 +111,23 @@ class RepeatingTaskAdmin(admin.ModelAdmin):
                 self.message_user(request, f"{repeating}: {exc}", messages.ERROR)
                 continue
             launched += 1
-        self.message_user(request, ngettext(
+        self._report(request, ngettext(
             "%(count)d repeating task launched.", "%(count)d repeating tasks launched.", launched,
-        ) % {"count": launched}, messages.SUCCESS)
+        ), launched)
 
     @admin.action(description="Enable the selected repeating tasks")
     def enable(self, request, queryset):
         count = scheduler.enable(queryset)
-        self.message_user(request, ngettext(
+        self._report(request, ngettext(
             "%(count)d repeating task enabled.", "%(count)d repeating tasks enabled.", count,
-        ) % {"count": count}, messages.SUCCESS)
+        ), count)
 
     @admin.action(description="Disable the selected repeating tasks")
     def disable(self, request, queryset):
         count = scheduler.disable(queryset)
-        self.message_user(request, ngettext(
+        self._report(request, ngettext(
             "%(count)d repeating task disabled.", "%(count)d repeating tasks disabled.", count,
-        ) % {"count": count}, messages.SUCCESS)
+        ), count)
+
+    def _report(self, request, message, count):
+        self.message_user(request, message % {"count": count}, messages.SUCCESS)

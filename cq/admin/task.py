@@ -10,11 +10,13 @@ from django.contrib import admin
 from django.core.serializers.json import DjangoJSONEncoder
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from ..models import Task
 
 # Subtasks or chained tasks linked from a task's page.
 MOST_LINKS = 50
+BR = mark_safe("<br>")
 
 
 @admin.register(Task)
@@ -146,7 +148,7 @@ def _links(queryset):
     shown = list(queryset[:MOST_LINKS + 1])
     if not shown:
         return "-"
-    more = format_html("<br>and more") if len(shown) > MOST_LINKS else ""
-    return format_html("{}{}", format_html_join(format_html("<br>"), "{}", (
+    more = mark_safe("<br>and more") if len(shown) > MOST_LINKS else ""
+    return format_html("{}{}", format_html_join(BR, "{}", (
         (_link(task),) for task in shown[:MOST_LINKS]
     )), more)
