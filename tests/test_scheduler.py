@@ -108,7 +108,8 @@ def test_schedule_task_refuses_bad_input_with_a_clear_error(kwargs, error, messa
 
 def test_clean_reports_each_bad_field():
     bad = RepeatingTask(
-        func_name="os.system", crontab="61 * * * *", timezone="Mars/Base", args={"a": 1}, kwargs=[1],
+        func_name="os.system", crontab="61 * * * *", timezone="Mars/Base",
+        args={"a": 1}, kwargs=[1],
     )
     with pytest.raises(ValidationError) as raised:
         bad.clean()
@@ -320,9 +321,9 @@ def test_an_unknown_task_name_is_left_for_a_worker_that_knows_it():
 @pytest.mark.django_db(transaction=True)
 def test_a_database_error_rolls_the_occurrence_back_for_the_next_tick():
     repeating("* * * * *")
-    with mock.patch.object(scheduler, "delay", side_effect=OperationalError("connection lost")):
-        with pytest.raises(OperationalError):
-            scheduler.tick(NOW)
+    lost = OperationalError("connection lost")
+    with mock.patch.object(scheduler, "delay", side_effect=lost), pytest.raises(OperationalError):
+        scheduler.tick(NOW)
     assert not Task.objects.exists()
     assert RepeatingTask.objects.get().next_run == NOW
     assert len(scheduler.tick(NOW)) == 1
@@ -341,9 +342,10 @@ def test_housekeeping_launches_repeating_tasks_only_with_the_scheduler_on():
 
 @pytest.mark.django_db(transaction=True)
 def test_a_failing_tick_is_logged_and_housekeeping_goes_on(caplog):
-    with mock.patch.object(scheduler, "tick", side_effect=DatabaseError("database went away")):
-        with caplog.at_level(logging.ERROR, logger="cq.housekeeping"):
-            housekeeping.run_once(worker_stub(), NOW)
+    gone = DatabaseError("database went away")
+    with mock.patch.object(scheduler, "tick", side_effect=gone), \
+            caplog.at_level(logging.ERROR, logger="cq.housekeeping"):
+        housekeeping.run_once(worker_stub(), NOW)
     assert "step=launch_repeating" in caplog.text
     assert WorkerHeartbeat.objects.filter(name="stub").exists()
 

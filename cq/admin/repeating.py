@@ -41,15 +41,18 @@ class RepeatingTaskForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        names = registry.names()
-        current = self.instance.func_name
-        choices = [("", "---------"), *((name, name) for name in names)]
-        if current and current not in names:
-            choices.append((current, f"{current} (not registered)"))
-        self.fields["func_name"].widget = forms.Select(choices=choices)
-        zones = [("", f"Project default ({settings.TIME_ZONE})")]
-        zones += [(name, name) for name in _zone_names()]
-        self.fields["timezone"].widget = forms.Select(choices=zones)
+        # A stored value missing from a list stays selectable, so that saving
+        # the form never swaps it silently; validation then says what is wrong.
+        self._choose("func_name", registry.names(), "---------", "not registered")
+        default_zone = f"Project default ({settings.TIME_ZONE})"
+        self._choose("timezone", _zone_names(), default_zone, "unknown time zone")
+
+    def _choose(self, field, values, empty_label, unknown_label):
+        choices = [("", empty_label), *((value, value) for value in values)]
+        current = getattr(self.instance, field)
+        if current and current not in values:
+            choices.append((current, f"{current} ({unknown_label})"))
+        self.fields[field].widget = forms.Select(choices=choices)
 
 
 @admin.register(RepeatingTask)

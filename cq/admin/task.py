@@ -141,7 +141,8 @@ def _elapsed(start, end):
 def _link(obj, model="task"):
     if obj is None:
         return "-"
-    return format_html('<a href="{}">{}</a>', reverse(f"admin:cq_{model}_change", args=[obj.pk]), obj)
+    url = reverse(f"admin:cq_{model}_change", args=[obj.pk])
+    return format_html('<a href="{}">{}</a>', url, obj)
 
 
 def _links(queryset):
