@@ -355,30 +355,48 @@ class RepeatingTask(models.Model):
         move `next_run` back, which would launch an occurrence twice."""
         from .scheduler import next_run
 
-        loaded = getattr(self, "_loaded", None)
-        if loaded is None:
-            recompute = self.next_run is None or not self.enabled
-        else:
-            recompute = any(getattr(self, f) != loaded[f] for f in self.SCHEDULE_FIELDS)
+        recompute = self._schedule_changed()
         if recompute:
             self.next_run = next_run(self.crontab, self.timezone, self.enabled)
-        if loaded is not None and update_fields is None:
-            untouched = {f for f in self.RUN_FIELDS if getattr(self, f) == loaded[f]}
-            update_fields = [
-                field.name for field in self._meta.concrete_fields
-                if not field.primary_key and field.name not in untouched
-            ]
-        elif update_fields is not None and recompute:
+        if update_fields is None:
+            update_fields = self._fields_to_write()
+        elif recompute:
             update_fields = {*update_fields, "next_run"}
         super().save(*args, update_fields=update_fields, **kwargs)
         self._remember_loaded()
+
+    def _schedule_changed(self):
+        loaded = getattr(self, "_loaded", None)
+        if loaded is None:  # a new row
+            return self.next_run is None or not self.enabled
+        # A field still deferred (`.only()`) was neither loaded nor changed.
+        return any(
+            f in self.__dict__ and (f not in loaded or self.__dict__[f] != loaded[f])
+            for f in self.SCHEDULE_FIELDS
+        )
+
+    def _fields_to_write(self):
+        """None (all) for a new row; otherwise all but the deferred fields and
+        the run fields this object did not change."""
+        loaded = getattr(self, "_loaded", None)
+        if loaded is None:
+            return None
+        skipped = self.get_deferred_fields() | {
+            f for f in self.RUN_FIELDS if f in loaded and self.__dict__.get(f) == loaded[f]
+        }
+        return [
+            field.name for field in self._meta.concrete_fields
+            if not field.primary_key and field.attname not in skipped
+        ]
 
     def refresh_from_db(self, *args, **kwargs):
         super().refresh_from_db(*args, **kwargs)
         self._remember_loaded()
 
     def _remember_loaded(self):
-        self._loaded = {f: getattr(self, f) for f in self.SCHEDULE_FIELDS + self.RUN_FIELDS}
+        # Deferred fields (`.only()`, `.defer()`) are not read: that would query.
+        fields = self.SCHEDULE_FIELDS + self.RUN_FIELDS
+        self._loaded = {f: self.__dict__[f] for f in fields if f in self.__dict__}
 
 
 def schedule_task(model, crontab, fn_or_name, args=(), kwargs=None, **options):

@@ -164,6 +164,17 @@ def test_saving_other_fields_keeps_next_run():
 
 
 @pytest.mark.django_db
+def test_saving_a_partly_loaded_row_writes_only_what_was_loaded(django_assert_num_queries):
+    repeating("0 3 * * *")
+    partial = RepeatingTask.objects.only("pk", "args").get()
+    partial.args = ["partial"]
+    with django_assert_num_queries(1):
+        partial.save()
+    stored = RepeatingTask.objects.get()
+    assert (stored.args, stored.crontab, stored.next_run) == (["partial"], "0 3 * * *", NOW)
+
+
+@pytest.mark.django_db
 def test_saving_a_stale_copy_cannot_launch_an_occurrence_twice():
     task = repeating("0 3 * * *")
     stale = RepeatingTask.objects.get(pk=task.pk)  # an admin form opened before the tick
