@@ -142,6 +142,15 @@ def test_the_runs_of_a_repeating_task_are_one_click_away(admin_client):
     assert [t.pk for t in listed.context["cl"].result_list] == [launched.pk]
 
 
+def test_deleting_a_repeating_task_in_the_admin_keeps_its_runs(admin_client):
+    task = RepeatingTask.schedule("0 3 * * *", tasks.add, (1, 2))
+    run = tasks.add.delay_args((1, 2), repeating_task=task)
+    delete = reverse("admin:cq_repeatingtask_delete", args=[task.pk])
+    assert admin_client.post(delete, {"post": "yes"}).status_code == 302
+    assert not RepeatingTask.objects.exists()
+    assert Task.objects.get(pk=run.pk).repeating_task_id is None
+
+
 # ---- tasks (read only)
 
 def listed_ids(response):
