@@ -49,3 +49,15 @@ def check_channel_layer(app_configs, **kwargs):
                 id="cq.W001",
             )]
     return []
+
+
+@checks.register()
+def check_time_zone_support(app_configs, **kwargs):
+    if settings.USE_TZ:
+        return []
+    return [checks.Warning(
+        "USE_TZ is False: repeating tasks, run_after and countdown compute aware "
+        "datetimes, which a database without time zone support rejects or misreads.",
+        hint="Set USE_TZ = True (Django's default since 5.0).",
+        id="cq.W002",
+    )]

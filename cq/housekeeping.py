@@ -1,5 +1,6 @@
 """What every `runworker cq-tasks` does besides running tasks, once a second:
-heartbeat, queue due tasks (countdowns, retry backoff), re-ring stale QUEUED rows.
+heartbeat, queue due tasks (countdowns, retry backoff), launch due repeating
+tasks (unless `--no-scheduler`), re-ring stale QUEUED rows.
 
 Every step is safe with any number of workers doing it at once: each change is
 a conditional update, and a doorbell rung twice runs its task once.
@@ -11,7 +12,7 @@ from datetime import timedelta
 from django.db import close_old_connections
 from django.utils import timezone
 
-from . import doorbell
+from . import doorbell, scheduler
 from .conf import settings as cq_settings
 from .models import Task, WorkerHeartbeat
 
@@ -26,6 +27,8 @@ def run_once(worker, now=None):
     """One housekeeping round for `worker` (a cq.worker.Worker); never raises."""
     now = now or timezone.now()
     steps = [beat, queue_due]
+    if worker.scheduler:
+        steps.append(launch_repeating)
     if worker.idle:
         # Only an idle worker looks for lost doorbells: while messages flow, an
         # old QUEUED row is just a backlog, and ringing for it would flood Redis.
@@ -52,6 +55,13 @@ def queue_due(worker, now):
             status=Task.STATUS_QUEUED, run_after=None
         )
         doorbell.ring(ids)
+
+
+def launch_repeating(worker, now):
+    """Launch the repeating tasks whose next run has come (see cq.scheduler).
+    Running every round also makes this the cron clock: a due occurrence
+    starts within one housekeeping interval."""
+    scheduler.tick(now)
 
 
 def ring_stale(worker, now, older_than=None):
