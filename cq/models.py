@@ -331,8 +331,9 @@ class RepeatingTask(models.Model):
         return f"{self.func_name} [{self.crontab}]"
 
     @classmethod
-    def from_db(cls, db, field_names, values):
-        instance = super().from_db(db, field_names, values)
+    def from_db(cls, db, field_names, values, **options):
+        # **options: Django 6.1 passes fetch_mode.
+        instance = super().from_db(db, field_names, values, **options)
         instance._remember_loaded()
         return instance
 
