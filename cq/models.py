@@ -63,7 +63,7 @@ class Task(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     func_name = models.CharField(
-        "function", max_length=255, db_index=True,
+        "function", max_length=255,
         help_text="Registered name of the @task, e.g. 'shop.tasks.send_receipt'.",
     )
     args = models.JSONField(
@@ -75,7 +75,7 @@ class Task(models.Model):
         help_text='Keyword arguments as JSON, e.g. {"retry": true}.',
     )
     status = models.CharField(
-        max_length=1, choices=STATUS_CHOICES, default=STATUS_PENDING, db_index=True,
+        max_length=1, choices=STATUS_CHOICES, default=STATUS_PENDING,
         help_text="Where the task is in its life, e.g. Queued, Running, Success.",
     )
     result = models.JSONField(
@@ -92,18 +92,22 @@ class Task(models.Model):
     )
     parent = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.CASCADE, related_name="subtasks",
+        db_index=False,
         help_text="The task that launched this one as a subtask and waits for it.",
     )
     root = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.CASCADE, related_name="descendants",
+        db_index=False,
         help_text="Top-level task of this tree (empty for a top-level task); it keeps the logs.",
     )
     previous = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="next",
+        db_index=False,
         help_text="The task this one is chained after; its result is this one's first argument.",
     )
     waits_for = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        db_index=False,
         help_text="A task this one returned: it finishes with that task's result.",
     )
     force_chain = models.BooleanField(
@@ -133,7 +137,7 @@ class Task(models.Model):
         help_text="Seconds the row is kept after finishing, e.g. 86400 (empty: the default).",
     )
     result_expiry = models.DateTimeField(
-        null=True, blank=True, db_index=True,
+        null=True, blank=True,
         help_text="After this time the clean-up task may delete the row.",
     )
     worker = models.CharField(
@@ -142,13 +146,37 @@ class Task(models.Model):
     )
     repeating_task = models.ForeignKey(
         "RepeatingTask", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs",
+        db_index=False,
         help_text="The repeating task that launched this run, if any.",
     )
 
     objects = TaskQuerySet.as_manager()
 
     class Meta:
-        indexes = [models.Index(fields=["status", "run_after"], name="cq_task_status_run_after")]
+        # Every status change rewrites a row's entry in each index it is in, so
+        # indexes cover only the rows their queries look at: active tasks (a
+        # small set however large the table grows), due times, tree links.
+        indexes = [
+            models.Index(  # the letters of STATUS_ACTIVE (a test checks it)
+                fields=["status", "submitted"], name="cq_task_active",
+                condition=models.Q(status__in=["P", "Y", "Q", "R", "W"]),
+            ),
+            models.Index(
+                fields=["run_after"], name="cq_task_run_after",
+                condition=models.Q(run_after__isnull=False),
+            ),
+            models.Index(
+                fields=["result_expiry"], name="cq_task_result_expiry",
+                condition=models.Q(result_expiry__isnull=False),
+            ),
+            *(
+                models.Index(
+                    fields=[link], name=f"cq_task_{link}",
+                    condition=models.Q(**{f"{link}__isnull": False}),
+                )
+                for link in ("parent", "root", "previous", "repeating_task")
+            ),
+        ]
 
     def __str__(self):
         return f"{self.func_name} {self.pk} ({self.get_status_display()})"

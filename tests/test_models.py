@@ -215,3 +215,9 @@ def test_a_revoked_task_whose_doorbell_is_on_the_channel_never_runs(start_worker
     assert control.wait(30).status == Task.STATUS_SUCCESS
     assert Task.objects.get(pk=task.pk).status == Task.STATUS_REVOKED
     assert list(Note.objects.values_list("text", flat=True)) == ["runs"]
+
+
+def test_the_active_index_covers_exactly_the_active_statuses():
+    index = next(i for i in Task._meta.indexes if i.name == "cq_task_active")
+    (lookup, statuses), = index.condition.children
+    assert lookup == "status__in" and set(statuses) == Task.STATUS_ACTIVE
