@@ -27,7 +27,8 @@ def finish(task, status, *, result=None, error="", traceback="", expected=Task.S
     """Move `task` to a final status, then release what waited on it.
 
     Must run inside a transaction; raises Discarded if the row is no longer in
-    `expected` status.
+    `expected` status, or no longer at the attempt `task` holds (`retries`
+    changed: the sweeper requeued it from a worker presumed dead).
     """
     now = timezone.now()
     ttl = task.result_ttl if task.result_ttl is not None else cq_settings.RESULT_TTL
@@ -39,7 +40,7 @@ def finish(task, status, *, result=None, error="", traceback="", expected=Task.S
         "finished": now,
         "result_expiry": None if ttl is None else now + timedelta(seconds=ttl),
     }
-    if not Task.objects.filter(pk=task.pk, status=expected).update(**fields):
+    if not Task.objects.filter(pk=task.pk, status=expected, retries=task.retries).update(**fields):
         raise Discarded(task.pk)
     for name, value in fields.items():
         setattr(task, name, value)
@@ -49,7 +50,7 @@ def finish(task, status, *, result=None, error="", traceback="", expected=Task.S
 
 def wait_for_subtasks(task, result, expected=Task.STATUS_RUNNING):
     """Park a task whose function returned while its subtasks still run."""
-    if not Task.objects.filter(pk=task.pk, status=expected).update(
+    if not Task.objects.filter(pk=task.pk, status=expected, retries=task.retries).update(
         status=Task.STATUS_WAITING, result=result
     ):
         raise Discarded(task.pk)

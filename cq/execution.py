@@ -128,7 +128,7 @@ def _schedule_retry(task, task_function, error, trace):
     # With no delay the task goes straight back to QUEUED; with one it waits as
     # RETRY and the worker's housekeeping queues it when due.
     status = Task.STATUS_RETRY if countdown else Task.STATUS_QUEUED
-    Task.objects.filter(pk=task.pk, status=Task.STATUS_RUNNING).update(
+    Task.objects.filter(pk=task.pk, status=Task.STATUS_RUNNING, retries=task.retries).update(
         status=status, retries=attempt, run_after=run_after, error=error, traceback=trace,
     )
     logger.info(

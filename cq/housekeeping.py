@@ -1,35 +1,32 @@
-"""What every `runworker cq-tasks` does besides running tasks, once a second:
-heartbeat, queue due tasks (countdowns, retry backoff), re-ring stale QUEUED rows.
+"""What every `runworker cq-tasks` does besides running tasks, once a round:
+ring the rows whose doorbell is gone, queue due tasks (countdowns, retry
+backoff), recover the tasks of dead workers. The heartbeat is sent from a
+thread of its own (`beat`), so a slow round never makes a live worker look dead.
 
 Every step is safe with any number of workers doing it at once: each change is
 a conditional update, and a doorbell rung twice runs its task once.
 """
 
 import logging
-from datetime import timedelta
 
 from django.db import close_old_connections
 from django.utils import timezone
 
-from . import doorbell
-from .conf import settings as cq_settings
+from . import doorbell, feeder, recovery
 from .models import Task, WorkerHeartbeat
 
 logger = logging.getLogger(__name__)
 
-# Most rows one step touches, so that a huge backlog is fed in slices and
-# Redis never holds more doorbells than the channel's capacity.
+# Most rows one step touches, so that a huge backlog is handled in slices.
 BATCH = 500
 
 
 def run_once(worker, now=None):
     """One housekeeping round for `worker` (a cq.worker.Worker); never raises."""
     now = now or timezone.now()
-    steps = [beat, queue_due]
-    if worker.idle:
-        # Only an idle worker looks for lost doorbells: while messages flow, an
-        # old QUEUED row is just a backlog, and ringing for it would flood Redis.
-        steps.append(ring_stale)
+    # Feeding comes first: the doorbells the later steps ring have reached the
+    # channel by the time the next round looks into it, and are not rung twice.
+    steps = [feeder.feed, queue_due, recovery.sweep, recovery.forget_dead_workers]
     for step in steps:
         try:
             step(worker, now)
@@ -39,6 +36,7 @@ def run_once(worker, now=None):
 
 
 def beat(worker, now):
+    """Record that `worker` is alive."""
     WorkerHeartbeat.objects.update_or_create(
         name=worker.name, defaults={"seen": now, "concurrency": worker.concurrency}
     )
@@ -52,23 +50,6 @@ def queue_due(worker, now):
             status=Task.STATUS_QUEUED, run_after=None
         )
         doorbell.ring(ids)
-
-
-def ring_stale(worker, now, older_than=None):
-    """Ring again for QUEUED rows that waited too long: their doorbell was lost
-    (Redis restarted, message expired, `ChannelFull`, a send that failed)."""
-    if older_than is None:
-        older_than = cq_settings.REQUEUE_AFTER
-    cutoff = now - timedelta(seconds=older_than)
-    ids = list(
-        Task.objects.filter(status=Task.STATUS_QUEUED, run_after__isnull=True,
-                            submitted__lte=cutoff)
-        .order_by("submitted").values_list("pk", flat=True)[:BATCH]
-    )
-    if ids:
-        logger.info("ringing again for stale queued tasks count=%s", len(ids))
-        doorbell.ring(ids)
-    return ids
 
 
 def forget(worker):

@@ -6,6 +6,10 @@ message only when one of its `concurrency` slots is free: a killed worker loses
 at most the doorbells of the tasks it was running, whose rows stay RUNNING for
 recovery. Each message is handled in isolation; SIGTERM/SIGINT stop receiving,
 let running tasks finish and exit 0.
+
+A worker rides out outages: an unreachable Redis or database makes it log,
+back off and retry, never exit. Its heartbeat comes from a thread of its own,
+so busy task threads and slow housekeeping never make it look dead.
 """
 
 import asyncio
@@ -16,16 +20,17 @@ import socket
 import threading
 import time
 import uuid
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 from channels.layers import get_channel_layer
-from django.db import close_old_connections
+from django.db import DatabaseError, close_old_connections, connection
 from django.utils import timezone
 
-from . import housekeeping
+from . import feeder, housekeeping
 from .conf import settings as cq_settings
 from .consumers import handle_message
-from .doorbell import doorbell
+from .doorbell import doorbell, ring
 from .exceptions import ConfigurationError
 
 logger = logging.getLogger(__name__)
@@ -52,6 +57,11 @@ class Worker:
             )
         self.last_message = time.monotonic()
         self.handled = 0
+        # Ids of the tasks this worker holds a message for, counted: two
+        # doorbells for one task may be in hand at once.
+        self._running = Counter()
+        self._running_lock = threading.Lock()
+        self._database_down = False
 
     def run(self):
         """Serve until stopped; returns the exit status (0)."""
@@ -66,6 +76,11 @@ class Worker:
     def idle(self):
         return time.monotonic() - self.last_message > cq_settings.HOUSEKEEPING_INTERVAL
 
+    def running_ids(self):
+        """Ids (str) of the tasks this worker is handling right now."""
+        with self._running_lock:
+            return set(self._running)
+
     async def serve(self):
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
@@ -73,7 +88,13 @@ class Worker:
         doorbell.use_loop(self._loop)
         executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="cq-task")
         chores = ThreadPoolExecutor(1, thread_name_prefix="cq-housekeeping")
-        housekeeper = asyncio.create_task(self._housekeeping(chores))
+        beats = ThreadPoolExecutor(1, thread_name_prefix="cq-heartbeat")
+        # Beat before the first claim, so no task of ours is ever without one.
+        await self._loop.run_in_executor(beats, self._beat)
+        background = [
+            asyncio.create_task(self._heartbeat(beats)),
+            asyncio.create_task(self._housekeeping(chores)),
+        ]
         logger.info(
             "worker started name=%s channel=%s concurrency=%s",
             self.name, self.channel, self.concurrency,
@@ -81,11 +102,12 @@ class Worker:
         try:
             await self._receive_loop(executor)
         finally:
-            housekeeper.cancel()
-            await asyncio.gather(housekeeper, return_exceptions=True)
-            await self._loop.run_in_executor(chores, self._forget)
-            executor.shutdown(wait=True)
-            chores.shutdown(wait=True)
+            for job in background:
+                job.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            await self._loop.run_in_executor(beats, self._forget)
+            for pool in (executor, chores, beats):
+                pool.shutdown(wait=True)
             await self._flush_doorbells()
             doorbell.release_loop(self._loop)
             logger.info("worker stopped name=%s handled=%s", self.name, self.handled)
@@ -96,6 +118,8 @@ class Worker:
         while not self._stopping.is_set():
             # Bounded prefetch: take a message only when a slot is free for it.
             await slots.acquire()
+            if self._database_down:
+                await self._wait_for_database(executor)
             message = await self._receive()
             if message is None:
                 slots.release()
@@ -142,11 +166,62 @@ class Worker:
             stop.cancel()
 
     def _handle(self, message):
-        close_old_connections()
+        task_id = str(message.get("task_id")) if isinstance(message, dict) else ""
+        with self._running_lock:
+            self._running[task_id] += 1
         try:
-            handle_message(message, worker=self.name)
-            self.handled += 1
+            close_old_connections()
+            if self._database_reachable(task_id):
+                handle_message(message, worker=self.name)
+                self.handled += 1
         finally:
+            close_old_connections()
+            with self._running_lock:
+                self._running[task_id] -= 1
+                if not self._running[task_id]:
+                    del self._running[task_id]
+
+    def _database_reachable(self, task_id):
+        """Connect before claiming; if the database is down, hand the doorbell
+        back and make the receive loop wait for the database."""
+        try:
+            connection.ensure_connection()
+            return True
+        except DatabaseError as exc:
+            logger.warning("database unreachable, doorbell handed back id=%s error=%s",
+                           task_id, exc)
+            self._database_down = True
+            if task_id:
+                ring([task_id])
+            return False
+
+    async def _wait_for_database(self, executor):
+        backoff = 0.1
+        while not self._stopping.is_set():
+            try:
+                await self._loop.run_in_executor(executor, _connect)
+            except DatabaseError as exc:
+                logger.warning("database unreachable, retrying in %.1fs error=%s", backoff, exc)
+                await self._sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+            else:
+                logger.warning("database reachable again name=%s", self.name)
+                self._database_down = False
+                return
+
+    async def _heartbeat(self, beats):
+        while True:
+            await asyncio.sleep(cq_settings.HEARTBEAT_INTERVAL)
+            await self._loop.run_in_executor(beats, self._beat)
+
+    def _beat(self):
+        try:
+            close_old_connections()
+            housekeeping.beat(self, timezone.now())
+        except Exception as exc:
+            # Not fatal: tasks go on; after CQ_WORKER_TIMEOUT without a beat,
+            # other workers will presume this one dead and recover its tasks.
+            logger.warning("heartbeat failed name=%s error=%r", self.name, exc)
             close_old_connections()
 
     async def _housekeeping(self, chores):
@@ -167,8 +242,9 @@ class Worker:
         from .models import Task
 
         close_old_connections()
-        # Ring again at once for any queued row: in burst mode nobody else will.
-        return bool(housekeeping.ring_stale(self, timezone.now(), older_than=0)) or \
+        # Ring at once for any queued row with no doorbell: in burst mode
+        # nobody else will.
+        return bool(feeder.feed(self, timezone.now(), older_than=0)) or \
             Task.objects.filter(status__in=(Task.STATUS_RETRY, Task.STATUS_QUEUED)).exists()
 
     def _forget(self):
@@ -199,3 +275,8 @@ class Worker:
     def _on_signal(self, signum):
         logger.info("worker stopping name=%s signal=%s", self.name, signal.Signals(signum).name)
         self._stopping.set()
+
+
+def _connect():
+    close_old_connections()
+    connection.ensure_connection()
