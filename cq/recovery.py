@@ -45,6 +45,14 @@ def sweep(worker, now):
 def orphans(worker, now):
     """(task, reason) pairs: RUNNING tasks of dead workers, and this worker's
     RUNNING tasks that it no longer runs (their outcome could not be recorded)."""
+    return _of_dead_workers(worker, now) + _untracked(worker, now)
+
+
+def _of_dead_workers(worker, now):
+    if not worker.heartbeat_steady():
+        # Right after a database outage every heartbeat is old, ours too:
+        # judge nobody before live workers had a whole timeout to beat again.
+        return []
     cutoff = now - timedelta(seconds=cq_settings.WORKER_TIMEOUT)
     alive = WorkerHeartbeat.objects.filter(seen__gte=cutoff).values("name")
     # A worker with no heartbeat row at all (never beat, or its row is gone)
@@ -57,13 +65,19 @@ def orphans(worker, now):
         WorkerHeartbeat.objects.filter(name__in={task.worker for task in dead})
         .values_list("name", "seen")
     )
-    found = [(task, _died(task.worker, last_seen.get(task.worker), now)) for task in dead]
+    return [(task, _died(task.worker, last_seen.get(task.worker), now)) for task in dead]
+
+
+def _untracked(worker, now):
     mine = list(Task.objects.filter(status=Task.STATUS_RUNNING, worker=worker.name)[:BATCH])
     # Read what runs here only after the query: a task claimed meanwhile is
     # then in the set, and one that finished meanwhile is no longer RUNNING.
     running = worker.running_ids()
-    found += [(task, _untracked(worker.name, now)) for task in mine if str(task.pk) not in running]
-    return found
+    reason = (
+        f"WorkerLost: worker {worker.name} could not record this task's outcome "
+        f"(database or cache unreachable; noticed {_when(now)})"
+    )
+    return [(task, reason) for task in mine if str(task.pk) not in running]
 
 
 def recover(task, reason):
@@ -119,13 +133,6 @@ def forget_dead_workers(worker, now):
 def _died(name, last_seen, now):
     heard = f"last heartbeat {_when(last_seen)}" if last_seen else "no heartbeat"
     return f"WorkerLost: worker {name} died while running this task ({heard}, noticed {_when(now)})"
-
-
-def _untracked(name, now):
-    return (
-        f"WorkerLost: worker {name} could not record this task's outcome "
-        f"(database or cache unreachable; noticed {_when(now)})"
-    )
 
 
 def _when(moment):

@@ -62,6 +62,10 @@ class Worker:
         self._running = Counter()
         self._running_lock = threading.Lock()
         self._database_down = False
+        # Since when every heartbeat succeeded (None after a failure), and the
+        # last success: see heartbeat_steady().
+        self._beating_since = None
+        self._last_beat = None
 
     def run(self):
         """Serve until stopped; returns the exit status (0)."""
@@ -75,6 +79,16 @@ class Worker:
     @property
     def idle(self):
         return time.monotonic() - self.last_message > cq_settings.HOUSEKEEPING_INTERVAL
+
+    def heartbeat_steady(self):
+        """Whether this worker's own heartbeats have all succeeded for a whole
+        CQ_WORKER_TIMEOUT, the last one recently: only then may it presume
+        other workers dead from theirs (after a database outage, or a pause of
+        this process, every heartbeat it reads is old)."""
+        if self._beating_since is None:
+            return False
+        now, timeout = time.monotonic(), cq_settings.WORKER_TIMEOUT
+        return now - self._beating_since >= timeout and now - self._last_beat < timeout / 2
 
     def running_ids(self):
         """Ids (str) of the tasks this worker is handling right now."""
@@ -207,6 +221,10 @@ class Worker:
             else:
                 logger.warning("database reachable again name=%s", self.name)
                 self._database_down = False
+        # Since when every heartbeat succeeded (None after a failure), and the
+        # last success: see heartbeat_steady().
+        self._beating_since = None
+        self._last_beat = None
                 return
 
     async def _heartbeat(self, beats):
@@ -222,7 +240,12 @@ class Worker:
             # Not fatal: tasks go on; after CQ_WORKER_TIMEOUT without a beat,
             # other workers will presume this one dead and recover its tasks.
             logger.warning("heartbeat failed name=%s error=%r", self.name, exc)
+            self._beating_since = None
             close_old_connections()
+        else:
+            self._last_beat = time.monotonic()
+            if self._beating_since is None:
+                self._beating_since = self._last_beat
 
     async def _housekeeping(self, chores):
         while True:

@@ -165,3 +165,33 @@ def revoke_self_then_write(cqt, text):
     Note.objects.create(text=text)
     Task.objects.get(pk=cqt.pk).revoke()
     return "ignored"
+
+
+@task(retries=1)
+def write_then_hang_once(cqt, text, seconds):
+    """Writes a Note, then on its first attempt hangs (for a worker to be killed)."""
+    Note.objects.create(text=text)
+    if cqt.retries == 0:
+        time.sleep(seconds)
+    return text
+
+
+write_then_hang = task("tests.write_then_hang")(write_then_hang_once.fn)
+record_run_at_least_once = task("tests.record_run_at_least_once", at_least_once=True)(
+    record_run.fn
+)
+
+
+@task
+def spin(cqt, seconds):
+    """Keeps a CPU busy, holding the GIL as much as Python lets it, for `seconds`."""
+    deadline = time.monotonic() + seconds
+    count = 0
+    while time.monotonic() < deadline:
+        count += 1
+    return seconds
+
+
+@task
+def raise_keyboard_interrupt(cqt):
+    raise KeyboardInterrupt
