@@ -17,7 +17,8 @@ from datetime import timedelta
 
 from redis.exceptions import RedisError
 
-from . import channel, doorbell
+from . import channel
+from .doorbell import doorbell
 from .conf import settings as cq_settings
 from .models import Task
 
