@@ -18,8 +18,8 @@ from datetime import timedelta
 from redis.exceptions import RedisError
 
 from . import channel
-from .doorbell import doorbell
 from .conf import settings as cq_settings
+from .doorbell import doorbell
 from .models import Task
 
 logger = logging.getLogger(__name__)

@@ -15,8 +15,7 @@ back) because its attempt is no longer the current one.
 """
 
 import logging
-from datetime import timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, timedelta
 
 from django.db import transaction
 
@@ -136,4 +135,4 @@ def _died(name, last_seen, now):
 
 
 def _when(moment):
-    return moment.astimezone(dt_timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

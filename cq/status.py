@@ -5,8 +5,7 @@ Only active statuses are counted: counting finished rows would scan the table.
 """
 
 from dataclasses import dataclass, field
-from datetime import timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, timedelta
 
 from django.db.models import Count, Min
 from django.utils import timezone
@@ -129,7 +128,7 @@ def _render_workers(status):
 
 
 def _clock(moment):
-    return moment.astimezone(dt_timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _age(now, moment):

@@ -221,10 +221,6 @@ class Worker:
             else:
                 logger.warning("database reachable again name=%s", self.name)
                 self._database_down = False
-        # Since when every heartbeat succeeded (None after a failure), and the
-        # last success: see heartbeat_steady().
-        self._beating_since = None
-        self._last_beat = None
                 return
 
     async def _heartbeat(self, beats):

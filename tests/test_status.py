@@ -46,8 +46,8 @@ def test_status_shows_queue_workers_failures_and_channel_depth():
 
     output = cq_status()
 
-    assert re.search(r"Queued +2$", output, re.M)
-    assert re.search(r"Running +4$", output, re.M)
+    assert re.search(r"Queued +2$", output, re.MULTILINE)
+    assert re.search(r"Running +4$", output, re.MULTILINE)
     assert "oldest queued task waits for 3m" in output
     assert "Channel cq-tasks: 1 doorbells waiting (capacity 1000)" in output
     assert "Workers: 1 alive, 2 not" in output

@@ -169,8 +169,10 @@ def revoke_self_then_write(cqt, text):
 
 @task(retries=1)
 def write_then_hang_once(cqt, text, seconds):
-    """Writes a Note, then on its first attempt hangs (for a worker to be killed)."""
+    """Writes a Note, then on its first attempt hangs (for a worker to be killed).
+    A cache key says the write was made (it is not committed yet)."""
     Note.objects.create(text=text)
+    cache.set(f"wrote:{cqt.pk}:{cqt.retries}", True, 300)
     if cqt.retries == 0:
         time.sleep(seconds)
     return text
