@@ -213,7 +213,7 @@ class Worker:
         backoff = 0.1
         while not self._stopping.is_set():
             try:
-                await self._loop.run_in_executor(executor, _connect)
+                await self._loop.run_in_executor(executor, _probe_database)
             except DatabaseError as exc:
                 logger.warning("database unreachable, retrying in %.1fs error=%s", backoff, exc)
                 await self._sleep(backoff)
@@ -296,6 +296,9 @@ class Worker:
         self._stopping.set()
 
 
-def _connect():
+def _probe_database():
+    # A query, not just a connection: a persistent connection cut during the
+    # outage looks connected until it is used.
     close_old_connections()
-    connection.ensure_connection()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")

@@ -68,7 +68,9 @@ class TcpProxy:
 
     def cut(self):
         listener, self._listener = self._listener, None
-        listener.close()
+        # Closing alone would not wake the thread blocked in accept(), which
+        # would go on accepting connections.
+        _close(listener)
         with self._lock:
             for sock in self._sockets:
                 _close(sock)

@@ -52,6 +52,12 @@ def statuses(ids):
     return dict(Task.objects.filter(pk__in=ids).values_list("status").annotate(n=Count("pk")))
 
 
+def errors(ids):
+    """The errors of the tasks that did not succeed, for assertion messages."""
+    return list(Task.objects.filter(pk__in=ids).exclude(status=Task.STATUS_SUCCESS)
+                .values_list("status", "error", "traceback")[:3])
+
+
 def notes_written_twice():
     return list(Note.objects.values("text").annotate(n=Count("pk")).filter(n__gt=1))
 
@@ -104,7 +110,7 @@ def test_tasks_queued_when_redis_is_wiped_all_complete(start_worker, private_red
     ids = [task.pk for task in queued]
     wait_until(lambda: not unfinished(ids), 60, message="all tasks done")
 
-    assert statuses(ids) == {Task.STATUS_SUCCESS: 50}
+    assert statuses(ids) == {Task.STATUS_SUCCESS: 50}, errors(ids)
     assert Note.objects.count() == 50 and not notes_written_twice()
 
 
@@ -121,7 +127,7 @@ def test_redis_down_for_seconds_during_a_run_all_complete_none_twice(start_worke
     wait_until(lambda: not unfinished(ids), 120, message="all tasks done")
 
     assert left_when_stopped >= 100, "the outage came too late to test anything"
-    assert statuses(ids) == {Task.STATUS_SUCCESS: 300}
+    assert statuses(ids) == {Task.STATUS_SUCCESS: 300}, errors(ids)
     assert Note.objects.count() == 300 and not notes_written_twice()
     for worker in workers:
         assert worker.process.poll() is None
@@ -167,7 +173,7 @@ def test_backlog_far_beyond_channel_capacity_completes_with_redis_bounded(
         done.set()
         sampler.join()
 
-    assert statuses(ids) == {Task.STATUS_SUCCESS: count}
+    assert statuses(ids) == {Task.STATUS_SUCCESS: count}, errors(ids)
     print(f"channel depth: max {max(depths)} over {len(depths)} samples")
     assert max(depths) <= capacity + SEND_OVERSHOOT
 
@@ -180,7 +186,7 @@ def test_tasks_complete_after_their_doorbells_expired(start_worker, redis_client
         start_worker(env={**FAST, "CQ_TEST_CHANNEL_EXPIRY": "1"})
         wait_until(lambda: not unfinished(ids), 60, message="all tasks done")
 
-    assert statuses(ids) == {Task.STATUS_SUCCESS: 20}
+    assert statuses(ids) == {Task.STATUS_SUCCESS: 20}, errors(ids)
 
 
 def test_slow_tasks_filling_every_slot_of_a_live_worker_are_not_lost(start_worker):
@@ -216,7 +222,7 @@ def test_database_cut_off_for_seconds_worker_resumes_and_tasks_complete_once(sta
     finally:
         proxy.stop()
 
-    assert statuses(ids) == {Task.STATUS_SUCCESS: 200}
+    assert statuses(ids) == {Task.STATUS_SUCCESS: 200}, errors(ids)
     assert Note.objects.count() == 200 and not notes_written_twice()
     assert worker.process.poll() is None
     assert "database unreachable" in worker.output()
