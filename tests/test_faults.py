@@ -193,8 +193,9 @@ def test_slow_tasks_filling_every_slot_of_a_live_worker_are_not_lost(start_worke
     env = {**FAST, "CQ_TEST_WORKER_TIMEOUT": "2", "CQ_TEST_HEARTBEAT_INTERVAL": "0.3"}
     busy = start_worker("--concurrency", "2", env=env)
     # One task sleeps, one keeps a CPU busy (and the GIL mostly held), each for
-    # more than three times the worker timeout.
-    slow = [tasks.sleep.delay(7), tasks.spin.delay(7)]
+    # more than three times the worker timeout. Not atomic: on SQLite an atomic
+    # task holds the write lock, and so blocks every heartbeat, for its whole run.
+    slow = [tasks.nap.delay(7), tasks.spin.delay(7)]
     wait_until(lambda: all(refreshed(t).status == Task.STATUS_RUNNING for t in slow), 30,
                message="both claimed")
     assert [worker_pid(task) for task in slow] == [busy.pid, busy.pid]
@@ -241,15 +242,17 @@ def test_task_raising_system_exit_or_keyboard_interrupt_fails_and_worker_lives_o
     assert worker.process.poll() is None
 
 
-def test_delay_while_database_is_down_raises_and_rings_nothing(
-        transactional_db, redis_client, monkeypatch):
+def test_delay_while_database_is_down_raises_and_rings_nothing(transactional_db, redis_client):
+    key, nowhere = ("PORT", str(free_port())) if POSTGRES else ("NAME", "/nonexistent/cq.sqlite3")
+    working = connection.settings_dict[key]
     connection.close()
-    if POSTGRES:
-        monkeypatch.setitem(connection.settings_dict, "PORT", str(free_port()))
-    else:
-        monkeypatch.setitem(connection.settings_dict, "NAME", "/nonexistent/cq.sqlite3")
-    with pytest.raises(OperationalError):
-        tasks.add.delay(1, 2)
-    connection.close()
+    connection.settings_dict[key] = nowhere
+    try:
+        with pytest.raises(OperationalError):
+            tasks.add.delay(1, 2)
+    finally:
+        connection.close()
+        connection.settings_dict[key] = working
     doorbell.flush()
     assert redis_client.zcard(channel_key()) == 0
+    assert not Task.objects.exists()

@@ -184,7 +184,10 @@ record_run_at_least_once = task("tests.record_run_at_least_once", at_least_once=
 )
 
 
-@task
+nap = task("tests.nap", atomic=False)(sleep.fn)
+
+
+@task(atomic=False)
 def spin(cqt, seconds):
     """Keeps a CPU busy, holding the GIL as much as Python lets it, for `seconds`."""
     deadline = time.monotonic() + seconds
