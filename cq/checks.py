@@ -64,3 +64,21 @@ def check_worker_timeout(app_configs, **kwargs):
             id="cq.W002",
         )]
     return []
+
+
+@checks.register()
+def check_single_host(app_configs, **kwargs):
+    if cq_settings.SERIAL:
+        return []
+    layer = getattr(settings, "CHANNEL_LAYERS", {}).get(cq_settings.CHANNEL_LAYER, {})
+    hosts = layer.get("CONFIG", {}).get("hosts", [])
+    if len(hosts) > 1:
+        return [checks.Warning(
+            f"the cq channel layer has {len(hosts)} hosts: channels-redis spreads the "
+            "doorbells over them while each worker blocks on one host at a time, so a "
+            "task whose doorbell sits on another host can wait until more tasks come.",
+            hint="Give cq a layer with one Redis host (Sentinel for failover) through "
+            "CQ_CHANNEL_LAYER; keep sharded layers for websocket groups.",
+            id="cq.W003",
+        )]
+    return []

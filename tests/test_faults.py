@@ -23,11 +23,12 @@ from tests.faults import TcpProxy, free_port
 pytestmark = pytest.mark.slow
 
 POSTGRES = os.environ.get("CQ_TEST_DB", "postgres") == "postgres"
-# Recovery timings for these tests (the defaults are 30 s, 5 s and 10 s).
-TIMEOUT = 3
+# Recovery timings for these tests (cq's defaults are 30 s, 5 s and 10 s; set
+# CQ_TEST_FAULT_WORKER_TIMEOUT=30 to measure recovery with the defaults).
+TIMEOUT = float(os.environ.get("CQ_TEST_FAULT_WORKER_TIMEOUT", "3"))
 FAST = {
     "CQ_TEST_WORKER_TIMEOUT": str(TIMEOUT),
-    "CQ_TEST_HEARTBEAT_INTERVAL": "0.5",
+    "CQ_TEST_HEARTBEAT_INTERVAL": str(TIMEOUT / 6),
     "CQ_TEST_REQUEUE_AFTER": "1",
 }
 # channels-redis checks the capacity before each send, so sends in flight at
