@@ -21,6 +21,7 @@ from . import channel
 from .conf import settings as cq_settings
 from .doorbell import doorbell
 from .models import Task
+from .outages import OutageLog
 
 logger = logging.getLogger(__name__)
 
@@ -31,23 +32,7 @@ BATCH = 500
 SEND_TIMEOUT = 5.0
 
 
-class _Reachability:
-    """Logs a Redis outage once when it starts and once when it ends, not every round."""
-
-    down = False
-
-    def failed(self, exc):
-        if not self.down:
-            logger.warning("channel layer unreachable, feeding paused error=%r", exc)
-        self.down = True
-
-    def succeeded(self):
-        if self.down:
-            logger.warning("channel layer reachable again, feeding resumed")
-        self.down = False
-
-
-_reachability = _Reachability()
+_redis = OutageLog(logger, "channel layer", "feeding paused")
 
 
 def feed(worker, now, older_than=None):
@@ -77,9 +62,9 @@ def _room_and_present(worker):
     try:
         state = channel.inspect()
     except RedisError as exc:
-        _reachability.failed(exc)
+        _redis.failed(exc)
         return 0, frozenset()
-    _reachability.succeeded()
+    _redis.succeeded()
     if state is None:
         # A layer cq cannot look into: ring blindly, but only while this
         # worker is idle, when whatever waits has surely lost its doorbell.

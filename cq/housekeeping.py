@@ -9,13 +9,16 @@ a conditional update, and a doorbell rung twice runs its task once.
 
 import logging
 
-from django.db import close_old_connections
+from django.db import InterfaceError, OperationalError, close_old_connections
 from django.utils import timezone
 
 from . import doorbell, feeder, recovery
 from .models import Task, WorkerHeartbeat
+from .outages import OutageLog
 
 logger = logging.getLogger(__name__)
+
+_database = OutageLog(logger, "database", "housekeeping paused")
 
 # Most rows one step touches, so that a huge backlog is handled in slices.
 BATCH = 500
@@ -30,9 +33,15 @@ def run_once(worker, now=None):
     for step in steps:
         try:
             step(worker, now)
+        except (OperationalError, InterfaceError) as exc:
+            # The database is unreachable: the other steps would fail alike.
+            _database.failed(exc)
+            close_old_connections()
+            return
         except Exception:
             logger.exception("housekeeping step failed step=%s", step.__name__)
             close_old_connections()
+    _database.succeeded()
 
 
 def beat(worker, now):
