@@ -11,7 +11,7 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from . import logs, registry
+from . import doorbell, logs, registry, transitions
 from .conf import settings as cq_settings
 from .models import Task
 
@@ -40,19 +40,22 @@ def finish(task, status, *, result=None, error="", traceback="", expected=Task.S
         "finished": now,
         "result_expiry": None if ttl is None else now + timedelta(seconds=ttl),
     }
-    if not Task.objects.filter(pk=task.pk, status=expected, retries=task.retries).update(**fields):
+    followers = transitions.move(Task, task.pk, expected, attempt=task.retries, **fields)
+    if followers is None:
         raise Discarded(task.pk)
     for name, value in fields.items():
         setattr(task, name, value)
     logger.info("task id=%s name=%s status=%s", task.pk, task.func_name, status)
-    _after_final(task)
+    doorbell.announce_on_commit(task.pk)
+    _after_final(task, followers)
 
 
 def wait_for_subtasks(task, result, expected=Task.STATUS_RUNNING):
     """Park a task whose function returned while its subtasks still run."""
-    if not Task.objects.filter(pk=task.pk, status=expected, retries=task.retries).update(
-        status=Task.STATUS_WAITING, result=result
-    ):
+    moved = transitions.move(
+        Task, task.pk, expected, attempt=task.retries, status=Task.STATUS_WAITING, result=result
+    )
+    if moved is None:
         raise Discarded(task.pk)
     task.status, task.result = Task.STATUS_WAITING, result
 
@@ -62,9 +65,14 @@ def complete_if_ready(task):
     subtasks = Task.objects.filter(parent_id=task.pk)
     if subtasks.filter(status__in=Task.STATUS_ACTIVE).exists():
         return False
-    failed = subtasks.filter(status__in=Task.STATUS_ERROR).order_by("finished").first()
+    # A revoked subtask never did its part: the parent did not complete either.
+    failed = (
+        subtasks.filter(status__in=Task.STATUS_ERROR | {Task.STATUS_REVOKED})
+        .order_by("finished").first()
+    )
     if failed is not None:
-        error = f"subtask {failed.func_name} {failed.pk} failed: {failed.error}"
+        verb = "was revoked" if failed.status == Task.STATUS_REVOKED else "failed"
+        error = f"subtask {failed.func_name} {failed.pk} {verb}: {failed.error}"
         finish(task, Task.STATUS_INCOMPLETE, result=task.result, error=error,
                expected=Task.STATUS_WAITING)
     else:
@@ -95,11 +103,11 @@ def release_chained(task, followers):
             follower.revoke()
 
 
-def _after_final(task):
+def _after_final(task, followers):
     if task.status in Task.STATUS_ERROR:
         _call_errorbacks(task)
-    followers = list(Task.objects.filter(previous_id=task.pk, status=Task.STATUS_PENDING))
-    release_chained(task, followers)
+    if followers:
+        release_chained(task, list(Task.objects.filter(previous_id=task.pk, status=Task.STATUS_PENDING)))
     notify_parent(task)
     _store_logs_if_tree_done(task)
 

@@ -22,12 +22,12 @@ def handle_message(message, worker=""):
         return None
     try:
         task = run_task(task_id, worker)
+        if task is None:
+            _explain_unclaimed(task_id)
+        return task
     except Exception:
         logger.exception("task run failed id=%s; the sweeper will recover it", task_id)
         return None
-    if task is None:
-        _explain_unclaimed(task_id)
-    return task
 
 
 class CQConsumer(SyncConsumer):

@@ -1,10 +1,14 @@
 """The `@task` decorator and the function object it returns."""
 
 import functools
+import inspect
+import logging
 import numbers
 
 from . import registry
 from .exceptions import InvalidTaskOption
+
+logger = logging.getLogger(__name__)
 
 
 class TaskFunction:
@@ -39,9 +43,9 @@ class TaskFunction:
 
     def __call__(self, *args, **kwargs):
         """Run the task inline, in this process, and return its result."""
-        from .serial import run_inline
+        from . import serial
 
-        return run_inline(self, args, kwargs).result
+        return serial.call(self, args, kwargs)
 
     def delay(self, *args, **kwargs):
         """Store the call as a QUEUED task and ring a worker; returns the Task."""
@@ -67,7 +71,12 @@ class TaskFunction:
             return False
         if not self.retry_exceptions:
             return True
-        return any(_matches(rule, exc) for rule in self.retry_exceptions)
+        try:
+            return any(_matches(rule, exc) for rule in self.retry_exceptions)
+        except Exception:
+            # A broken predicate must not leave the task RUNNING forever: no retry.
+            logger.exception("retry predicate failed task=%s", self.name)
+            return False
 
     def retry_countdown(self, attempt):
         """Seconds before retry number `attempt` (1-based): exponential backoff."""
@@ -81,15 +90,30 @@ def task(name_or_fn=None, **options):
     `@task("name", retries=3)` all work. The function's first parameter
     receives the running task (`cqt`).
     """
+    unknown = set(options) - _OPTIONS
+    if unknown:
+        raise InvalidTaskOption(
+            f"@task got unknown option(s) {', '.join(sorted(unknown))}; "
+            f"it takes {', '.join(sorted(_OPTIONS))}"
+        )
     if callable(name_or_fn):
-        return _register(name_or_fn, None, options)
+        return _register(name_or_fn, options)
     if name_or_fn is not None and not isinstance(name_or_fn, str):
         raise InvalidTaskOption(f"@task takes a name string, not {name_or_fn!r}")
-    return lambda fn: _register(fn, name_or_fn, options)
+    if name_or_fn is not None:
+        if "name" in options:
+            raise InvalidTaskOption("give @task its name once, not also as name=")
+        options["name"] = name_or_fn
+    return lambda fn: _register(fn, options)
 
 
-def _register(fn, name, options):
-    task_function = TaskFunction(fn, name=name, **options)
+_OPTIONS = frozenset(inspect.signature(TaskFunction).parameters) - {"fn"}
+
+
+def _register(fn, options):
+    if not callable(fn):
+        raise InvalidTaskOption(f"@task decorates a function, not {fn!r}")
+    task_function = TaskFunction(fn, **options)
     registry.register(task_function)
     return task_function
 

@@ -8,35 +8,51 @@ Sends go through one long-lived event loop per process (a daemon thread), so
 channels-redis keeps its connection pool instead of reconnecting per call, and
 the caller does not wait for Redis. A worker process hands its own loop over
 (`use_loop`), which also lets the in-memory layer work in a single process.
+
+On a channels-redis layer a ring of any number of tasks is one Redis round
+trip (`transport.send_many`); any other layer gets plain `layer.send` calls.
 """
 
 import asyncio
 import atexit
 import logging
 import threading
-from concurrent.futures import wait as wait_futures
+import time
 from functools import partial
 
 from channels.exceptions import ChannelFull
 from channels.layers import get_channel_layer
 from django.db import transaction
 
+from . import transport
 from .conf import settings as cq_settings
 
 logger = logging.getLogger(__name__)
 
-# Above this many sends in flight (Redis hanging), new rings are dropped: the
-# rows stay QUEUED for the sweeper, and the process's memory stays bounded.
+# Above this many doorbells waiting to be sent (Redis hanging), new rings are
+# dropped: the rows stay QUEUED for the sweeper, and memory stays bounded.
 MAX_IN_FLIGHT = 10_000
-# Sends of a bulk ring that are in flight at once.
-BATCH = 64
+
+# While the channel is full or Redis is down every ring fails the same way:
+# say so once per this many seconds, with a count, instead of once per task.
+WARN_EVERY = 10.0
 
 
 class Doorbell:
+    """The process's line to Redis. Rings (and announcements of finished tasks)
+    are queued here and one sender coroutine drains the queue: under load many
+    of them leave in one round trip, over one connection."""
+
     def __init__(self):
         self._loop = None
         self._lock = threading.Lock()
-        self._in_flight = set()
+        self._rings = []
+        self._finished = []
+        self._sending = False
+        self._idle = threading.Event()
+        self._idle.set()
+        self._unsent = 0
+        self._last_warning = 0.0
 
     def use_loop(self, loop):
         """Send on `loop` (a worker's own) from now on."""
@@ -50,39 +66,85 @@ class Doorbell:
 
     def ring(self, task_ids):
         """Ask a worker to run these tasks; returns at once."""
-        if not task_ids:
-            return
-        if len(self._in_flight) >= MAX_IN_FLIGHT:
-            logger.warning("doorbell backlog full, left to the sweeper count=%s", len(task_ids))
-            return
-        future = asyncio.run_coroutine_threadsafe(self._send(task_ids), self._get_loop())
-        self._in_flight.add(future)
-        future.add_done_callback(self._in_flight.discard)
+        if task_ids and not self._enqueue(self._rings, task_ids):
+            self._warn_unsent(len(task_ids), "too many doorbells waiting to be sent")
 
-    def in_flight(self):
-        """The sends not finished yet (concurrent.futures.Future objects)."""
-        return [future for future in list(self._in_flight) if not future.done()]
+    def announce(self, task_ids):
+        """Tell waiters (`task.wait()`) that these tasks reached a final status."""
+        if task_ids:
+            self._enqueue(self._finished, task_ids)
+
+    def run(self, coroutine, timeout=10.0):
+        """Run a coroutine on the doorbell loop and return its result (from another thread)."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self._get_loop()).result(timeout)
+
+    def submit(self, coroutine):
+        """Run a coroutine on the doorbell loop without waiting for it."""
+        asyncio.run_coroutine_threadsafe(coroutine, self._get_loop())
 
     def flush(self, timeout=5.0):
-        """Wait up to `timeout` seconds for the sends in flight."""
-        pending = self.in_flight()
-        if pending:
-            wait_futures(pending, timeout=timeout)
+        """Wait up to `timeout` seconds for the queue to be sent."""
+        return self._idle.wait(timeout)
 
-    async def _send(self, task_ids):
-        layer = get_channel_layer(cq_settings.CHANNEL_LAYER)
+    async def drained(self, timeout=5.0):
+        """`flush` for a coroutine running on the doorbell's own loop."""
+        deadline = time.monotonic() + timeout
+        while not self._idle.is_set() and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+
+    def _enqueue(self, queue, task_ids):
+        with self._lock:
+            if len(queue) >= MAX_IN_FLIGHT:
+                return False
+            queue.extend(task_ids)
+            start = not self._sending
+            self._sending = True
+            self._idle.clear()
+        if start:
+            self._get_loop().call_soon_threadsafe(self._start_sender)
+        return True
+
+    def _start_sender(self):
+        asyncio.get_running_loop().create_task(self._sender())
+
+    async def _sender(self):
+        while True:
+            with self._lock:
+                rings, self._rings = self._rings, []
+                finished, self._finished = self._finished, []
+                if not rings and not finished:
+                    self._sending = False
+                    self._idle.set()
+                    return
+            layer = get_channel_layer(cq_settings.CHANNEL_LAYER)
+            if rings:
+                await self._send(layer, rings)
+            if finished and transport.is_redis(layer):
+                await _publish_finished(layer, finished)
+
+    async def _send(self, layer, task_ids):
         channel = cq_settings.CHANNEL
-        ids = [str(task_id) for task_id in task_ids]
+        messages = [{"type": "run_task", "task_id": str(task_id)} for task_id in task_ids]
         try:
-            for start in range(0, len(ids), BATCH):
-                await asyncio.gather(*(
-                    layer.send(channel, {"type": "run_task", "task_id": task_id})
-                    for task_id in ids[start:start + BATCH]
-                ))
-        except ChannelFull:
-            logger.warning("channel full, left to the sweeper channel=%s", channel)
-        except Exception:
-            logger.exception("doorbell send failed, left to the sweeper count=%s", len(ids))
+            if transport.is_redis(layer):
+                sent = await transport.send_many(layer, channel, messages)
+            else:
+                sent = await _send_plain(layer, channel, messages)
+        except Exception as exc:
+            self._warn_unsent(len(messages), f"send failed: {exc!r}")
+            return
+        if sent < len(messages):
+            self._warn_unsent(len(messages) - sent, f"channel {channel} is full")
+
+    def _warn_unsent(self, count, reason):
+        self._unsent += count
+        now = time.monotonic()
+        if now - self._last_warning >= WARN_EVERY:
+            logger.warning(
+                "doorbells not sent, their tasks stay QUEUED for the sweeper count=%s reason=%s",
+                self._unsent, reason,
+            )
+            self._unsent, self._last_warning = 0, now
 
     def _get_loop(self):
         with self._lock:
@@ -94,9 +156,36 @@ class Doorbell:
             return self._loop
 
 
+async def _publish_finished(layer, task_ids):
+    from .waiting import done_channel
+
+    try:
+        async with layer.connection(0).pipeline(transaction=False) as pipe:
+            for task_id in task_ids:
+                pipe.publish(done_channel(layer, task_id), "1")
+            await pipe.execute()
+    except Exception as exc:
+        # Waiters read the row again every second: a lost message only slows them.
+        logger.info("could not announce finished tasks count=%s error=%r", len(task_ids), exc)
+
+
+async def _send_plain(layer, channel, messages):
+    for sent, message in enumerate(messages):
+        try:
+            await layer.send(channel, message)
+        except ChannelFull:
+            return sent
+    return len(messages)
+
+
 doorbell = Doorbell()
 ring = doorbell.ring
 atexit.register(doorbell.flush)
+
+
+def announce_on_commit(task_id, using=None):
+    """Tell waiters once the current transaction commits that the task is final."""
+    transaction.on_commit(partial(doorbell.announce, [task_id]), using=using)
 
 
 def ring_on_commit(task_ids, using=None):

@@ -5,10 +5,9 @@ import traceback as tb
 from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
-from . import doorbell, logs, registry
+from . import doorbell, logs, registry, transitions
 from .completion import Discarded, finish, complete_if_ready, wait_for_subtasks
 from .exceptions import CQError, UnknownTaskError
 from .models import Task, check_json
@@ -28,16 +27,12 @@ def run_task(task_id, worker=""):
 def claim(task_id, worker=""):
     """QUEUED -> RUNNING with a conditional update: of any number of workers
     holding a doorbell for this task, exactly one wins."""
-    now = timezone.now()
-    claimed = (
-        Task.objects.filter(pk=task_id, status=Task.STATUS_QUEUED)
-        .filter(Q(run_after__isnull=True) | Q(run_after__lte=now))
-        .update(status=Task.STATUS_RUNNING, started=now, worker=worker)
+    task = transitions.claim(
+        Task, task_id, worker, timezone.now(), Task.STATUS_QUEUED, Task.STATUS_RUNNING
     )
-    if not claimed:
+    if task is None:
         logger.debug("task not claimable id=%s", task_id)
-        return None
-    return Task.objects.get(pk=task_id)
+    return task
 
 
 def execute(task):
@@ -91,7 +86,7 @@ def _record_return(task, value):
 
 def _adopt(task, returned):
     """`task` returned another task: finish with that task's result once it is done."""
-    if returned.pk == task.pk or returned.previous_id == task.pk:
+    if returned.pk == task.pk or _chained_after(returned, task):
         raise CQError(
             f"{task.func_name} returned a task that can only start after it finishes; "
             "return a subtask (cqt.subtask(...)) or a chain that starts with one"
@@ -104,6 +99,17 @@ def _adopt(task, returned):
     Task.objects.filter(pk=task.pk).update(waits_for_id=returned.pk)
     task.waits_for_id = returned.pk
     task._may_have_tree = True
+
+
+def _chained_after(returned, task):
+    """Whether `returned` is in a chain that starts after `task`: waiting on it would
+    wait forever."""
+    previous_id = returned.previous_id
+    while previous_id is not None and previous_id != task.pk:
+        previous_id = Task.objects.filter(pk=previous_id).values_list(
+            "previous_id", flat=True
+        ).first()
+    return previous_id == task.pk
 
 
 def _record_error(task, task_function, exc):
@@ -128,7 +134,8 @@ def _schedule_retry(task, task_function, error, trace):
     # With no delay the task goes straight back to QUEUED; with one it waits as
     # RETRY and the worker's housekeeping queues it when due.
     status = Task.STATUS_RETRY if countdown else Task.STATUS_QUEUED
-    Task.objects.filter(pk=task.pk, status=Task.STATUS_RUNNING, retries=task.retries).update(
+    transitions.move(
+        Task, task.pk, Task.STATUS_RUNNING, attempt=task.retries,
         status=status, retries=attempt, run_after=run_after, error=error, traceback=trace,
     )
     logger.info(

@@ -10,7 +10,6 @@ Django's Redis cache; a per-process cache (LocMem) only sees its own lines.
 import logging
 
 from django.core.cache import caches
-from django.db import transaction
 from django.utils import timezone
 
 from .conf import settings as cq_settings
@@ -23,19 +22,24 @@ BUFFER_TIMEOUT = 7 * 24 * 3600
 
 def log(task, message, level=logging.INFO, publish=True, limit=40):
     """`cqt.log()`: log to Python logging and buffer the line for the tree."""
-    logger.log(level, "task id=%s name=%s %s", task.pk, task.func_name, message)
     pending = _pending(task)
-    pending.append({
+    pending.append(make_line(task, message, level))
+    if publish:
+        if limit:
+            del pending[:-limit]
+        publish_pending(task)
+
+
+def make_line(task, message, level):
+    """Log `message` to Python logging; return the line as the tree's log keeps it."""
+    logger.log(level, "task id=%s name=%s %s", task.pk, task.func_name, message)
+    return {
         "message": str(message),
         "level": logging.getLevelName(level),
         "timestamp": timezone.now().isoformat(),
         "origin": str(task.pk),
         "task": task.func_name,
-    })
-    if publish:
-        if limit:
-            del pending[:-limit]
-        publish_pending(task)
+    }
 
 
 def publish_pending(task):
@@ -67,22 +71,24 @@ def buffered(top_id):
 
 
 def store(top_id):
-    """Move the tree's buffered lines onto the top-level task's row (inside the
-    caller's transaction); the cache keys go once that commits."""
+    """Move the tree's buffered lines onto the top-level task's row, inside the
+    caller's transaction.
+
+    The buffer is emptied at once, not on commit: one transaction may call this
+    twice for a tree (the last subtask finishes its parent, which stores, then
+    checks the tree itself), and each line must be stored once. Should the
+    transaction roll back, the tree is not finished and these lines are lost.
+    """
     from .models import Task
 
+    cache = _cache()
+    count = cache.get(_counter_key(top_id)) or 0
     lines = buffered(top_id)
     if not lines:
         return
     stored = Task.objects.values_list("logs", flat=True).get(pk=top_id)
     kept = (stored + lines)[-cq_settings.MAX_LOG_LINES:]
     Task.objects.filter(pk=top_id).update(logs=kept)
-    count = len(lines)
-    transaction.on_commit(lambda: _discard(top_id, count))
-
-
-def _discard(top_id, count):
-    cache = _cache()
     cache.delete_many([_line_key(top_id, n) for n in range(1, count + 1)])
     cache.delete(_counter_key(top_id))
 

@@ -9,7 +9,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models, transaction
 from django.utils import timezone
 
-from . import doorbell, registry
+from . import doorbell, registry, transitions
 from .conf import settings as cq_settings
 from .exceptions import DuplicateSubmitError, InvalidTaskOption, SerializationError
 
@@ -147,7 +147,6 @@ class Task(models.Model):
     objects = TaskQuerySet.as_manager()
 
     class Meta:
-        ordering = ["-submitted"]
         indexes = [models.Index(fields=["status", "run_after"], name="cq_task_status_run_after")]
 
     def __str__(self):
@@ -184,7 +183,8 @@ class Task(models.Model):
 
     def subtask(self, fn, args=(), kwargs=None, **fields):
         """Launch a subtask; this task finishes only after it does."""
-        self._spawned = True
+        # Tells execution to park this task as WAITING instead of finishing it.
+        self._may_have_tree = True
         return delay(fn, args, kwargs, parent=self, **fields)
 
     def chain(self, fn, args=(), kwargs=None, force_chain=False, **fields):
@@ -253,6 +253,8 @@ class Task(models.Model):
             Task.objects.filter(pk__in=ids, status__in=self.STATUS_ACTIVE).update(
                 status=self.STATUS_REVOKED, finished=timezone.now(), error="revoked"
             )
+            for task_id in ids:
+                doorbell.announce_on_commit(task_id)
             self.refresh_from_db()
             notify_parent(self)
         return self
@@ -333,7 +335,8 @@ _DELAY_FIELDS = {
 def check_json(value, what):
     """Raise SerializationError (a TypeError) unless `value` can be stored as JSON."""
     try:
-        json.dumps(value, cls=DjangoJSONEncoder)
+        # allow_nan=False: PostgreSQL's jsonb refuses NaN and Infinity.
+        json.dumps(value, cls=DjangoJSONEncoder, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise SerializationError(f"task {what} must be JSON serialisable: {exc}") from exc
 
@@ -342,13 +345,13 @@ def delay(fn_or_name, args=(), kwargs=None, submit=True, **fields):
     """Create a task for a registered function; QUEUED (or PENDING when
     `submit=False`) in the caller's transaction, rung after it commits."""
     task_function = registry.resolve(fn_or_name)
-    if cq_settings.SERIAL and submit:
-        from .serial import run_inline
-
-        return run_inline(task_function, args, kwargs)
     task = _build(task_function, args, kwargs, fields)
+    if cq_settings.SERIAL:
+        from . import serial
+
+        return serial.delay(task_function, task.args, task.kwargs, submit)
     task.status = Task.STATUS_QUEUED if submit else Task.STATUS_PENDING
-    task.save(force_insert=True)
+    transitions.insert(task)
     if submit and task.run_after is None:
         doorbell.ring_on_commit([task.pk])
     return task
@@ -362,9 +365,9 @@ def delay_many(fn_or_name, calls, **fields):
         args, kwargs = call if _is_args_kwargs_pair(call) else (call, None)
         tasks.append(_build(task_function, args, kwargs, dict(fields)))
     if cq_settings.SERIAL:
-        from .serial import run_inline
+        from . import serial
 
-        return [run_inline(task_function, t.args, t.kwargs) for t in tasks]
+        return [serial.delay(task_function, t.args, t.kwargs) for t in tasks]
     for task in tasks:
         task.status = Task.STATUS_QUEUED
     Task.objects.bulk_create(tasks, batch_size=1000)

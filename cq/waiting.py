@@ -1,24 +1,71 @@
-"""Waiting for a task to finish without hammering the database."""
+"""Waiting for a task to finish: pushed, not polled.
 
+A worker that moves a task to a final status PUBLISHes its id on Redis once the
+transaction commits (`announce`). `wait()` SUBSCRIBEs first, then reads the
+row, then sleeps until the message comes: a task finishing at any moment in
+between is seen either by the read or by the message. The row stays the truth:
+while waiting, the row is read again every BACKSTOP seconds, so a message lost
+with a Redis restart costs at most that long. Without Redis (the in-memory
+layer) waiting polls with backoff.
+
+Subscriptions of all threads of a process share one pub/sub connection, served
+by the process's doorbell loop.
+"""
+
+import asyncio
+import logging
+import threading
 import time
 
-# First pause between checks, and the longest one: the pause doubles while the
-# task is still active, so a quick task is seen quickly and a slow one costs a
-# few queries per second at most.
+from channels.layers import get_channel_layer
+
+from . import transport
+from .conf import settings as cq_settings
+
+logger = logging.getLogger(__name__)
+
+# While subscribed, the row is read again this often in case a message was lost.
+BACKSTOP = 1.0
+# Polling without Redis: first pause and longest pause between reads.
 FIRST_PAUSE = 0.002
 LONGEST_PAUSE = 0.25
 
 
 def wait_for(task, timeout=None):
-    """Return once `task` is done (True) or `timeout` seconds have passed (False)."""
-    from .models import Task
-
+    """Return True once `task` is done, False if `timeout` seconds passed first."""
     deadline = None if timeout is None else time.monotonic() + timeout
+    layer = get_channel_layer(cq_settings.CHANNEL_LAYER)
+    if transport.is_redis(layer):
+        try:
+            return _wait_pushed(task.pk, layer, deadline)
+        except Exception as exc:
+            logger.warning("pushed wait failed, polling instead id=%s error=%r", task.pk, exc)
+    return _wait_polled(task.pk, deadline)
+
+
+def done_channel(layer, task_id):
+    return f"{layer.prefix}cq-done:{task_id}"
+
+
+def _wait_pushed(task_id, layer, deadline):
+    from .doorbell import doorbell
+
+    channel = done_channel(layer, task_id)
+    event = doorbell.run(hub.subscribe(layer, channel))
+    try:
+        while not _is_done(task_id):
+            pause = BACKSTOP if deadline is None else min(BACKSTOP, deadline - time.monotonic())
+            if pause <= 0:
+                return False
+            event.wait(pause)
+        return True
+    finally:
+        doorbell.submit(hub.unsubscribe(channel, event))
+
+
+def _wait_polled(task_id, deadline):
     pause = FIRST_PAUSE
-    while True:
-        status = Task.objects.filter(pk=task.pk).values_list("status", flat=True).first()
-        if status is None or status in Task.STATUS_DONE:
-            return True
+    while not _is_done(task_id):
         if deadline is not None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -26,3 +73,89 @@ def wait_for(task, timeout=None):
             pause = min(pause, remaining)
         time.sleep(pause)
         pause = min(pause * 2, LONGEST_PAUSE)
+    return True
+
+
+def _is_done(task_id):
+    from .models import Task
+
+    status = Task.objects.filter(pk=task_id).values_list("status", flat=True).first()
+    return status is None or status in Task.STATUS_DONE
+
+
+class FinishedHub:
+    """One pub/sub connection per process; waiters get a threading.Event per channel."""
+
+    def __init__(self):
+        self._pubsub = None
+        self._reader = None
+        self._events = {}
+        self._confirmed = {}
+
+    async def subscribe(self, layer, channel):
+        """Subscribe and return once Redis has confirmed it (so no message is missed)."""
+        event = threading.Event()
+        events = self._events.setdefault(channel, set())
+        events.add(event)
+        if channel not in self._confirmed:
+            self._confirmed[channel] = asyncio.get_running_loop().create_future()
+            await self._connection(layer).subscribe(channel)
+            self._start_reader()
+        await asyncio.wait_for(asyncio.shield(self._confirmed[channel]), 5)
+        return event
+
+    async def unsubscribe(self, channel, event):
+        events = self._events.get(channel, set())
+        events.discard(event)
+        if not events and self._pubsub is not None:
+            self._events.pop(channel, None)
+            self._confirmed.pop(channel, None)
+            await self._pubsub.unsubscribe(channel)
+
+    def _connection(self, layer):
+        if self._pubsub is None:
+            # Done messages always use the first host, whatever the sharding
+            # of the channel itself, so publisher and waiter meet.
+            self._pubsub = layer.connection(0).pubsub()
+        return self._pubsub
+
+    def _start_reader(self):
+        if self._reader is None or self._reader.done():
+            self._reader = asyncio.get_running_loop().create_task(self._read())
+
+    async def _read(self):
+        try:
+            while True:
+                message = await self._pubsub.get_message(timeout=None)
+                if message is not None:
+                    self._dispatch(message)
+        except Exception as exc:
+            # Waiters fall back on their periodic reads of the row; the next
+            # wait starts a new connection.
+            logger.warning("pub/sub reader stopped error=%r", exc)
+            self._reset()
+
+    def _dispatch(self, message):
+        channel = message["channel"]
+        channel = channel.decode() if isinstance(channel, bytes) else channel
+        if message["type"] == "subscribe":
+            confirmed = self._confirmed.get(channel)
+            if confirmed is not None and not confirmed.done():
+                confirmed.set_result(True)
+        elif message["type"] == "message":
+            for event in self._events.get(channel, ()):
+                event.set()
+
+    def _reset(self):
+        for confirmed in self._confirmed.values():
+            if not confirmed.done():
+                confirmed.set_exception(ConnectionError("pub/sub connection lost"))
+        for events in self._events.values():
+            for event in events:
+                event.set()
+        self._pubsub, self._reader = None, None
+        self._events.clear()
+        self._confirmed.clear()
+
+
+hub = FinishedHub()

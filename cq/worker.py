@@ -32,6 +32,7 @@ from .conf import settings as cq_settings
 from .consumers import handle_message
 from .doorbell import doorbell, ring
 from .exceptions import ConfigurationError
+from .transport import Receiver, is_redis
 
 logger = logging.getLogger(__name__)
 
@@ -55,17 +56,23 @@ class Worker:
             raise ConfigurationError(
                 f"CQ_CHANNEL_LAYER={self.layer_alias!r} is not in CHANNEL_LAYERS"
             )
+        self._receiver = Receiver(self.layer, self.channel) if is_redis(self.layer) else None
         self.last_message = time.monotonic()
         self.handled = 0
-        # Ids of the tasks this worker holds a message for, counted: two
-        # doorbells for one task may be in hand at once.
-        self._running = Counter()
-        self._running_lock = threading.Lock()
+        # Futures of the messages being handled now (touched on the loop only).
+        self._running = set()
+        # Ids of the tasks this worker holds a message for, counted (two
+        # doorbells for one task may be in hand at once); any thread reads it.
+        self._holding = Counter()
+        self._holding_lock = threading.Lock()
         self._database_down = False
         # Since when every heartbeat succeeded (None after a failure), and the
         # last success: see heartbeat_steady().
         self._beating_since = None
         self._last_beat = None
+        # Set once the worker serves: a worker run in a thread may be stopped,
+        # and its process's doorbells go through its loop.
+        self.started = threading.Event()
 
     def run(self):
         """Serve until stopped; returns the exit status (0)."""
@@ -74,11 +81,16 @@ class Worker:
 
     def stop(self):
         """Ask the worker to stop (thread-safe): running tasks finish first."""
+        self.started.wait()
         self._loop.call_soon_threadsafe(self._stopping.set)
 
     @property
     def idle(self):
-        return time.monotonic() - self.last_message > cq_settings.HOUSEKEEPING_INTERVAL
+        """Waiting on an empty channel: a slot is free and no message came lately.
+        A worker with every slot busy is not idle, however old its last message."""
+        return len(self._running) < self.concurrency and (
+            time.monotonic() - self.last_message > cq_settings.HOUSEKEEPING_INTERVAL
+        )
 
     def heartbeat_steady(self):
         """Whether this worker's own heartbeats have all succeeded for a whole
@@ -92,14 +104,15 @@ class Worker:
 
     def running_ids(self):
         """Ids (str) of the tasks this worker is handling right now."""
-        with self._running_lock:
-            return set(self._running)
+        with self._holding_lock:
+            return set(self._holding)
 
     async def serve(self):
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
         self._install_signal_handlers()
         doorbell.use_loop(self._loop)
+        self.started.set()
         executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="cq-task")
         chores = ThreadPoolExecutor(1, thread_name_prefix="cq-housekeeping")
         beats = ThreadPoolExecutor(1, thread_name_prefix="cq-heartbeat")
@@ -122,67 +135,90 @@ class Worker:
             await self._loop.run_in_executor(beats, self._forget)
             for pool in (executor, chores, beats):
                 pool.shutdown(wait=True)
-            await self._flush_doorbells()
+            await doorbell.drained()
             doorbell.release_loop(self._loop)
             logger.info("worker stopped name=%s handled=%s", self.name, self.handled)
 
     async def _receive_loop(self, executor):
         slots = asyncio.Semaphore(self.concurrency)
-        running = set()
+        running = self._running
         while not self._stopping.is_set():
-            # Bounded prefetch: take a message only when a slot is free for it.
+            # Bounded prefetch: receive only as many messages as slots are free.
             await slots.acquire()
             if self._database_down:
                 await self._wait_for_database(executor)
-            message = await self._receive()
-            if message is None:
+            free = 1
+            while not slots.locked():
+                await slots.acquire()
+                free += 1
+            messages = await self._receive(free)
+            for _ in range(free - len(messages)):
                 slots.release()
-                break
-            self.last_message = time.monotonic()
-            future = self._loop.run_in_executor(executor, self._handle, message)
-            running.add(future)
-            future.add_done_callback(running.discard)
-            future.add_done_callback(lambda _: slots.release())
+            self.last_message = time.monotonic() if messages else self.last_message
+            for message in messages:
+                future = self._loop.run_in_executor(executor, self._handle, message)
+                running.add(future)
+                future.add_done_callback(running.discard)
+                future.add_done_callback(lambda _: slots.release())
         # Graceful stop: nothing new starts, running tasks finish.
         if running:
             await asyncio.wait(running)
 
-    async def _receive(self):
-        """The next message, or None once the worker is stopping."""
+    async def _receive(self, count):
+        """Up to `count` messages; [] once the worker is stopping."""
         backoff = 0.1
-        stop = asyncio.ensure_future(self._stopping.wait())
-        try:
-            while not self._stopping.is_set():
-                receive = asyncio.ensure_future(self.layer.receive(self.channel))
-                done, _ = await asyncio.wait(
-                    {receive, stop},
-                    timeout=0.5 if self.burst else None,
-                    return_when=asyncio.FIRST_COMPLETED,
+        while not self._stopping.is_set():
+            try:
+                messages = await self._pop(count)
+            except Exception as exc:
+                logger.warning(
+                    "channel layer receive failed, retrying in %.1fs error=%r", backoff, exc
                 )
-                if receive not in done:
-                    # Cancelling is safe: channels-redis keeps a message it was
-                    # popping in its backup queue and puts it back.
-                    receive.cancel()
-                    await asyncio.gather(receive, return_exceptions=True)
-                    if self.burst and not self._stopping.is_set():
-                        await self._stop_if_nothing_left()
-                    continue
-                try:
-                    return receive.result()
-                except Exception as exc:
-                    logger.warning(
-                        "channel layer receive failed, retrying in %.1fs error=%r", backoff, exc
-                    )
-                    await self._sleep(backoff)
-                    backoff = min(backoff * 2, MAX_BACKOFF)
-            return None
-        finally:
-            stop.cancel()
+                await self._sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+                continue
+            if self._stopping.is_set():
+                await self._give_back(messages)
+                return []
+            if messages:
+                return messages
+            if self.burst:
+                await self._stop_if_nothing_left()
+        return []
+
+    async def _pop(self, count):
+        """Messages waiting on the channel, or [] after a short while."""
+        if self._receiver is not None:
+            return await self._receiver.receive(count, block=0.5 if self.burst else None)
+        # Any other channel layer: one message at a time, racing the stop signal.
+        receive = asyncio.ensure_future(self.layer.receive(self.channel))
+        stop = asyncio.ensure_future(self._stopping.wait())
+        done, _ = await asyncio.wait(
+            {receive, stop}, timeout=0.5 if self.burst else None,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        stop.cancel()
+        if receive in done:
+            return [receive.result()]
+        receive.cancel()
+        await asyncio.gather(receive, return_exceptions=True)
+        return []
+
+    async def _give_back(self, messages):
+        """Messages that arrived as the worker stopped go back on the channel."""
+        try:
+            if self._receiver is not None:
+                await self._receiver.give_back(messages)
+            else:
+                for message in messages:
+                    await self.layer.send(self.channel, message)
+        except Exception as exc:
+            logger.warning("could not give messages back, left to the sweeper error=%r", exc)
 
     def _handle(self, message):
         task_id = str(message.get("task_id")) if isinstance(message, dict) else ""
-        with self._running_lock:
-            self._running[task_id] += 1
+        with self._holding_lock:
+            self._holding[task_id] += 1
         try:
             close_old_connections()
             if self._database_reachable(task_id):
@@ -190,10 +226,10 @@ class Worker:
                 self.handled += 1
         finally:
             close_old_connections()
-            with self._running_lock:
-                self._running[task_id] -= 1
-                if not self._running[task_id]:
-                    del self._running[task_id]
+            with self._holding_lock:
+                self._holding[task_id] -= 1
+                if not self._holding[task_id]:
+                    del self._holding[task_id]
 
     def _database_reachable(self, task_id):
         """Connect before claiming; if the database is down, hand the doorbell
@@ -254,7 +290,8 @@ class Worker:
 
     async def _stop_if_nothing_left(self):
         left = await self._loop.run_in_executor(None, self._tasks_left)
-        if not left:
+        # A task still running here may yet queue subtasks or chained tasks.
+        if not left and not self._running:
             self._stopping.set()
 
     def _tasks_left(self):
@@ -273,11 +310,6 @@ class Worker:
             logger.exception("could not remove the heartbeat name=%s", self.name)
         finally:
             close_old_connections()
-
-    async def _flush_doorbells(self):
-        pending = doorbell.in_flight()
-        if pending:
-            await asyncio.wait([asyncio.wrap_future(f) for f in pending], timeout=5)
 
     async def _sleep(self, seconds):
         try:

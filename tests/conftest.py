@@ -69,13 +69,16 @@ def private_redis():
 
 
 def channel_key():
-    return f"{settings.REDIS_PREFIX}{settings.CQ_CHANNEL if hasattr(settings, 'CQ_CHANNEL') else 'cq-tasks'}"
+    """The Redis sorted set that holds the cq channel's messages."""
+    from cq.conf import settings as cq_settings
+
+    return f"{settings.REDIS_PREFIX}{cq_settings.CHANNEL}"
 
 
 class WorkerProcess:
     """A real `manage.py runworker cq-tasks` subprocess on the test database."""
 
-    def __init__(self, *args, env=None):
+    def __init__(self, *args, env=None, channel="cq-tasks"):
         self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"cq-worker-{os.getpid()}-{time.monotonic_ns()}.log"
         self.log = open(self.log_path, "w+")
         worker_env = {
@@ -86,7 +89,7 @@ class WorkerProcess:
             **(env or {}),
         }
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "django", "runworker", "cq-tasks", *args],
+            [sys.executable, "-m", "django", "runworker", channel, *args],
             cwd=ROOT, env=worker_env, stdout=self.log, stderr=subprocess.STDOUT,
         )
 
@@ -125,14 +128,39 @@ def start_worker(transactional_db):
     """Start real worker processes: `start_worker("--concurrency", "2")`."""
     started = []
 
-    def start(*args, env=None):
-        worker = WorkerProcess(*args, env=env)
+    def start(*args, env=None, channel="cq-tasks"):
+        worker = WorkerProcess(*args, env=env, channel=channel)
         started.append(worker)
         return worker
 
     yield start
     for worker in started:
         worker.stop()
+
+
+def run_queued(rounds=50):
+    """Run every QUEUED task in this process, as a worker would, until none is
+    left (subtasks and chained tasks included); returns how many ran."""
+    from cq.execution import run_task
+    from cq.models import Task
+
+    ran = 0
+    for _ in range(rounds):
+        ids = list(
+            Task.objects.filter(status=Task.STATUS_QUEUED, run_after__isnull=True)
+            .order_by("submitted").values_list("pk", flat=True)
+        )
+        if not ids:
+            return ran
+        for task_id in ids:
+            ran += run_task(task_id) is not None
+    raise AssertionError(f"tasks still queued after {rounds} rounds")
+
+
+def channel_depth(client):
+    """Doorbells waiting on the cq channel in Redis, once the sends in flight are done."""
+    doorbell.flush()
+    return client.zcard(channel_key())
 
 
 def wait_until(predicate, timeout=20.0, interval=0.05, message="condition"):

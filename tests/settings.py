@@ -9,7 +9,7 @@ Environment:
   CQ_TEST_DB_NAME   set by the suite for the worker processes it starts: the
                     name of the test database they must use
   CQ_TEST_PG_PORT   PostgreSQL port (fault tests put a proxy in between)
-  CQ_TEST_CHANNEL_CAPACITY, CQ_TEST_CHANNEL_EXPIRY
+  CQ_TEST_CAPACITY, CQ_TEST_CHANNEL_EXPIRY
                     the cq channel layer's `capacity` and `expiry`
   CQ_TEST_WORKER_TIMEOUT, CQ_TEST_HEARTBEAT_INTERVAL, CQ_TEST_REQUEUE_AFTER,
   CQ_TEST_HOUSEKEEPING_INTERVAL
@@ -32,6 +32,7 @@ DEBUG = False
 USE_TZ = True
 TIME_ZONE = "UTC"
 ROOT_URLCONF = "tests.urls"
+ASGI_APPLICATION = "tests.asgi.application"
 ALLOWED_HOSTS = ["*"]
 
 INSTALLED_APPS = [
@@ -84,6 +85,7 @@ else:
         "HOST": os.environ.get("CQ_TEST_PG_HOST", "127.0.0.1"),
         "PORT": os.environ.get("CQ_TEST_PG_PORT", "5432"),
         "CONN_MAX_AGE": 600,
+        "OPTIONS": {"server_side_binding": os.environ.get("CQ_TEST_SERVER_BINDING") == "1"},
     }}
 
 CHANNEL_LAYERS = {
@@ -94,7 +96,7 @@ CHANNEL_LAYERS = {
             # it likes (redis-py's default 5 s would break its receive).
             "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
             "prefix": REDIS_PREFIX,
-            "capacity": int(os.environ.get("CQ_TEST_CHANNEL_CAPACITY", "1000")),
+            "capacity": int(os.environ.get("CQ_TEST_CAPACITY", "1000")),
             "expiry": int(os.environ.get("CQ_TEST_CHANNEL_EXPIRY", "60")),
         },
     },

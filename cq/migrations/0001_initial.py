@@ -76,7 +76,6 @@ class Migration(migrations.Migration):
                 ('waits_for', models.ForeignKey(blank=True, help_text="A task this one returned: it finishes with that task's result.", null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='cq.task')),
             ],
             options={
-                'ordering': ['-submitted'],
                 'indexes': [models.Index(fields=['status', 'run_after'], name='cq_task_status_run_after')],
             },
         ),

@@ -158,13 +158,76 @@ def fail_with_errorback(cqt, label):
     raise ValueError("needs reporting")
 
 
-@task
-def revoke_self_then_write(cqt, text):
-    from cq.models import Task
-
+def _write_then_wait(cqt, text, flag):
+    """Writes a Note, then waits (15 s at most) until the test sets `flag` in the cache."""
     Note.objects.create(text=text)
-    Task.objects.get(pk=cqt.pk).revoke()
-    return "ignored"
+    deadline = time.monotonic() + 15
+    while not cache.get(flag) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return "finished"
+
+
+write_then_wait = task("tests.write_then_wait")(_write_then_wait)
+write_then_wait_non_atomic = task("tests.write_then_wait_non_atomic", atomic=False)(
+    _write_then_wait
+)
+
+
+@task
+def echo(cqt, value, *rest):
+    """Returns its first argument: a chained task's view of its predecessor's result."""
+    return value
+
+
+@task
+def return_own_follower_chain(cqt):
+    return cqt.chain(add, (1,)).chain(add, (2,))
+
+
+@task
+def chain_on_self(cqt, value):
+    cqt.chain(add, (100,))
+    return value
+
+
+@task
+def spawn_with_errorback(cqt, label):
+    cqt.errorback(report_failure, (label,))
+    cqt.subtask(fail, ("child failed",))
+    return "spawned"
+
+
+def _broken_predicate(exc):
+    raise RuntimeError("predicate is broken")
+
+
+flaky_broken_predicate = task(
+    "tests.flaky_broken_predicate", retries=2, retry_exceptions=[_broken_predicate]
+)(count_attempts.fn)
+
+
+# Not atomic: on SQLite an atomic task holds the database's write lock while it
+# runs, so a second one could not even be claimed until the first finished.
+@task(atomic=False)
+def rendezvous(cqt, key, parties, timeout=15.0):
+    """Arrives, then waits for `parties` runs to be inside at once: True only
+    if they really ran at the same time."""
+    cache.add(key, 0)
+    cache.incr(key)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cache.get(key) >= parties:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@task
+def slow_spawn(cqt, seconds, count):
+    time.sleep(seconds)
+    for n in range(count):
+        cqt.subtask(add, (n, n))
+    return "spawned late"
 
 
 @task(retries=1)
@@ -182,8 +245,6 @@ write_then_hang = task("tests.write_then_hang")(write_then_hang_once.fn)
 record_run_at_least_once = task("tests.record_run_at_least_once", at_least_once=True)(
     record_run.fn
 )
-
-
 nap = task("tests.nap", atomic=False)(sleep.fn)
 
 
