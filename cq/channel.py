@@ -18,6 +18,7 @@ import redis.sentinel
 from channels.layers import get_channel_layer
 
 from .conf import settings as cq_settings
+from .transport import is_redis
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ def inspect():
     """The state of the cq channel, or None when its layer is not channels-redis
     (whose keys are the only ones cq knows how to read). Raises redis errors."""
     layer = get_channel_layer(cq_settings.CHANNEL_LAYER)
-    if not _is_redis_layer(layer):
+    if not is_redis(layer):
         return None
     channel = cq_settings.CHANNEL
     key = layer.prefix + channel
@@ -59,10 +60,6 @@ def inspect():
         task_ids.update(_task_ids(layer, live + receiving))
     capacity = layer.get_capacity(channel) * len(layer.hosts)
     return ChannelState(depth=depth, capacity=capacity, task_ids=frozenset(task_ids))
-
-
-def _is_redis_layer(layer):
-    return all(hasattr(layer, name) for name in ("hosts", "prefix", "expiry", "deserialize"))
 
 
 def _task_ids(layer, members):
