@@ -19,7 +19,7 @@ demo: venv
 	cd example_project && ../$(BIN)/python manage.py migrate --verbosity 0 && ../$(BIN)/python manage.py cq_demo
 
 test: venv
-	$(BIN)/python -m django makemigrations --check --dry-run --settings=tests.settings
+	CQ_TEST_DB=sqlite $(BIN)/python -m django makemigrations --check --dry-run --settings=tests.settings
 	CQ_TEST_DB=postgres $(BIN)/python -m pytest $(PYTEST_ARGS)
 	CQ_TEST_DB=sqlite $(BIN)/python -m pytest $(PYTEST_ARGS)
 

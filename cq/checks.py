@@ -52,6 +52,18 @@ def check_channel_layer(app_configs, **kwargs):
 
 
 @checks.register()
+def check_time_zone_support(app_configs, **kwargs):
+    if settings.USE_TZ:
+        return []
+    return [checks.Warning(
+        "USE_TZ is False: repeating tasks, run_after and countdown compute aware "
+        "datetimes, which a database without time zone support rejects or misreads.",
+        hint="Set USE_TZ = True (Django's default since 5.0).",
+        id="cq.W002",
+    )]
+
+
+@checks.register()
 def check_worker_timeout(app_configs, **kwargs):
     # A live worker must be able to miss a beat or two (a slow database write)
     # without being presumed dead and having its tasks requeued.
@@ -61,24 +73,6 @@ def check_worker_timeout(app_configs, **kwargs):
             f"heartbeats (CQ_HEARTBEAT_INTERVAL={cq_settings.HEARTBEAT_INTERVAL}s): "
             "a live worker may be presumed dead and its tasks run twice.",
             hint="Make CQ_WORKER_TIMEOUT at least 3 x CQ_HEARTBEAT_INTERVAL (default 30s / 5s).",
-            id="cq.W002",
-        )]
-    return []
-
-
-@checks.register()
-def check_single_host(app_configs, **kwargs):
-    if cq_settings.SERIAL:
-        return []
-    layer = getattr(settings, "CHANNEL_LAYERS", {}).get(cq_settings.CHANNEL_LAYER, {})
-    hosts = layer.get("CONFIG", {}).get("hosts", [])
-    if len(hosts) > 1:
-        return [checks.Warning(
-            f"the cq channel layer has {len(hosts)} hosts: channels-redis spreads the "
-            "doorbells over them while each worker blocks on one host at a time, so a "
-            "task whose doorbell sits on another host can wait until more tasks come.",
-            hint="Give cq a layer with one Redis host (Sentinel for failover) through "
-            "CQ_CHANNEL_LAYER; keep sharded layers for websocket groups.",
             id="cq.W003",
         )]
     return []

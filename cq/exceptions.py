@@ -23,5 +23,9 @@ class InvalidTaskOption(CQError, ValueError):
     """An option given to `@task` or `.delay_args()` has a bad value."""
 
 
+class InvalidSchedule(CQError, ValueError):
+    """A cron string or a time zone of a repeating task is not valid."""
+
+
 class ConfigurationError(CQError, ImproperlyConfigured):
     """cq's settings do not fit together."""

@@ -1,7 +1,8 @@
 """What every `runworker cq-tasks` does besides running tasks, once a round:
 ring the rows whose doorbell is gone, queue due tasks (countdowns, retry
-backoff), recover the tasks of dead workers. The heartbeat is sent from a
-thread of its own (`beat`), so a slow round never makes a live worker look dead.
+backoff), launch due repeating tasks (unless `--no-scheduler`), recover the
+tasks of dead workers. The heartbeat is sent from a thread of its own (`beat`),
+so a slow round never makes a live worker look dead.
 
 Every step is safe with any number of workers doing it at once: each change is
 a conditional update, and a doorbell rung twice runs its task once.
@@ -12,7 +13,7 @@ import logging
 from django.db import InterfaceError, OperationalError, close_old_connections
 from django.utils import timezone
 
-from . import doorbell, feeder, recovery
+from . import doorbell, feeder, recovery, scheduler
 from .models import Task, WorkerHeartbeat
 from .outages import OutageLog
 
@@ -29,7 +30,10 @@ def run_once(worker, now=None):
     now = now or timezone.now()
     # Feeding comes first: the doorbells the later steps ring have reached the
     # channel by the time the next round looks into it, and are not rung twice.
-    steps = [feeder.feed, queue_due, recovery.sweep, recovery.forget_dead_workers]
+    steps = [feeder.feed, queue_due]
+    if worker.scheduler:
+        steps.append(launch_repeating)
+    steps += [recovery.sweep, recovery.forget_dead_workers]
     for step in steps:
         try:
             step(worker, now)
@@ -59,6 +63,13 @@ def queue_due(worker, now):
             status=Task.STATUS_QUEUED, run_after=None
         )
         doorbell.ring(ids)
+
+
+def launch_repeating(worker, now):
+    """Launch the repeating tasks whose next run has come (see cq.scheduler).
+    Running every round also makes this the cron clock: a due occurrence
+    starts within one housekeeping interval."""
+    scheduler.tick(now)
 
 
 def forget(worker):

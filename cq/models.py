@@ -5,6 +5,7 @@ import logging
 import uuid
 from datetime import timedelta
 
+from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models, transaction
 from django.utils import timezone
@@ -320,8 +321,98 @@ class RepeatingTask(models.Model):
         verbose_name = "repeating task"
         ordering = ["next_run"]
 
+    # Saving a change to one of these recomputes `next_run`.
+    SCHEDULE_FIELDS = ("crontab", "timezone", "enabled")
+    # Fields the scheduler moves on by itself, while a copy of the row may sit
+    # in an admin form.
+    RUN_FIELDS = ("next_run", "last_run")
+
     def __str__(self):
         return f"{self.func_name} [{self.crontab}]"
+
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        instance = super().from_db(db, field_names, values)
+        instance._remember_loaded()
+        return instance
+
+    @classmethod
+    def schedule(cls, crontab, fn_or_name, args=(), kwargs=None, **options):
+        """Create a repeating task; see `schedule_task`."""
+        return schedule_task(cls, crontab, fn_or_name, args, kwargs, **options)
+
+    def clean(self):
+        from .scheduler import validate
+
+        errors = validate(self.func_name, self.crontab, self.timezone, self.args, self.kwargs)
+        if errors:
+            raise ValidationError(errors)
+
+    def save(self, *args, update_fields=None, **kwargs):
+        """Save, recomputing `next_run` (from now) when the crontab, the time zone
+        or `enabled` changed, or when a new enabled row has none.
+
+        `next_run` and `last_run` are written only when changed on this object:
+        saving a stale copy (an admin form opened before the last tick) must not
+        move `next_run` back, which would launch an occurrence twice."""
+        from .scheduler import next_run
+
+        recompute = self._schedule_changed()
+        if recompute:
+            self.next_run = next_run(self.crontab, self.timezone, self.enabled)
+        if update_fields is None:
+            update_fields = self._fields_to_write()
+        elif recompute:
+            update_fields = {*update_fields, "next_run"}
+        super().save(*args, update_fields=update_fields, **kwargs)
+        self._remember_loaded()
+
+    def _schedule_changed(self):
+        loaded = getattr(self, "_loaded", None)
+        if loaded is None:  # a new row
+            return self.next_run is None or not self.enabled
+        # A field still deferred (`.only()`) was neither loaded nor changed.
+        return any(
+            f in self.__dict__ and (f not in loaded or self.__dict__[f] != loaded[f])
+            for f in self.SCHEDULE_FIELDS
+        )
+
+    def _fields_to_write(self):
+        """None (all) for a new row; otherwise all but the deferred fields and
+        the run fields this object did not change."""
+        loaded = getattr(self, "_loaded", None)
+        if loaded is None:
+            return None
+        skipped = self.get_deferred_fields() | {
+            f for f in self.RUN_FIELDS if f in loaded and self.__dict__.get(f) == loaded[f]
+        }
+        return [
+            field.name for field in self._meta.concrete_fields
+            if not field.primary_key and field.attname not in skipped
+        ]
+
+    def refresh_from_db(self, *args, **kwargs):
+        super().refresh_from_db(*args, **kwargs)
+        self._remember_loaded()
+
+    def _remember_loaded(self):
+        # Deferred fields (`.only()`, `.defer()`) are not read: that would query.
+        fields = self.SCHEDULE_FIELDS + self.RUN_FIELDS
+        self._loaded = {f: self.__dict__[f] for f in fields if f in self.__dict__}
+
+
+def schedule_task(model, crontab, fn_or_name, args=(), kwargs=None, **options):
+    """Create a repeating task that runs `fn_or_name` (a registered @task or its
+    name) every time `crontab` matches, and return it.
+
+    `model` is `RepeatingTask`, or `apps.get_model("cq", "RepeatingTask")` in a
+    data migration: only `model.objects.create()` is used. `options`:
+    `timezone`, `coalesce`, `enabled`, `result_ttl`. Raises UnknownTaskError,
+    InvalidSchedule, SerializationError or TypeError for bad input.
+    """
+    from .scheduler import prepare
+
+    return model.objects.create(**prepare(crontab, fn_or_name, args, kwargs, **options))
 
 
 # ---- creating tasks

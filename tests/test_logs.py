@@ -7,7 +7,7 @@ from django.test import override_settings
 
 from cq import logs
 from cq.execution import run_task
-from cq.models import Task
+from cq.models import Task, WorkerHeartbeat
 from tests.app import tasks
 from tests.conftest import run_queued, wait_until
 
@@ -113,7 +113,9 @@ def test_a_plain_task_that_never_logs_stores_no_lines():
 def test_concurrent_subtasks_on_two_workers_keep_every_line(start_worker):
     for _ in range(2):
         start_worker("--concurrency", "2")
-    root = tasks.log_tree.delay(30)
+    # Both workers up before the tree starts, and children slow enough to spread.
+    wait_until(lambda: WorkerHeartbeat.objects.count() == 2, timeout=60, message="two workers")
+    root = tasks.log_tree.delay(30, 0.05)
     wait_until(lambda: Task.objects.get(pk=root.pk).is_done, timeout=120, message="tree done")
     root.refresh_from_db()
     assert root.status == Task.STATUS_SUCCESS

@@ -108,15 +108,16 @@ def log_lines(cqt, count, publish_every=1, limit=40):
 
 
 @task
-def log_tree(cqt, children):
+def log_tree(cqt, children, pause=0):
     cqt.log("parent starts")
     for n in range(children):
-        cqt.subtask(log_child, (n,))
+        cqt.subtask(log_child, (n, pause))
     return "tree"
 
 
 @task
-def log_child(cqt, n):
+def log_child(cqt, n, pause=0):
+    time.sleep(pause)
     cqt.log(f"child {n}", level=logging.WARNING)
     return n
 
