@@ -17,9 +17,8 @@ from datetime import timedelta
 
 from redis.exceptions import RedisError
 
-from . import channel
+from . import channel, doorbell
 from .conf import settings as cq_settings
-from .doorbell import doorbell
 from .models import Task
 from .outages import OutageLog
 
@@ -67,6 +66,7 @@ def _room_and_present(worker):
     _redis.succeeded()
     if state is None:
         # A layer cq cannot look into: ring blindly, but only while this
-        # worker is idle, when whatever waits has surely lost its doorbell.
-        return (BATCH if worker.idle else 0), frozenset()
+        # worker is idle (or on request, with no worker), when whatever waits
+        # has surely lost its doorbell.
+        return (BATCH if worker is None or worker.idle else 0), frozenset()
     return min(state.room, BATCH), state.task_ids
