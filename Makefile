@@ -1,11 +1,15 @@
 # Two commands do all set-up on a fresh machine:
 #   make demo   - the example project on SQLite (real workers if Redis is up)
-#   make test   - the test suite on PostgreSQL and on SQLite, with real Redis
+#   make test   - the test suite on PostgreSQL and on SQLite, with real Redis,
+#                 then on Django 6 (Python 3.12) and PostgreSQL when a 3.12 exists
 PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
+PYTHON312 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12 /usr/local/bin/python3.12 /usr/bin/python3.12))
+VENV6 ?= .venv-django6
+BIN6 := $(VENV6)/bin
 
-.PHONY: demo test test-postgres test-sqlite bench venv clean
+.PHONY: demo test test-postgres test-sqlite test-django6 bench venv clean
 
 $(BIN)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +26,21 @@ test: venv
 	CQ_TEST_DB=sqlite $(BIN)/python -m django makemigrations --check --dry-run --settings=tests.settings
 	CQ_TEST_DB=postgres $(BIN)/python -m pytest $(PYTEST_ARGS)
 	CQ_TEST_DB=sqlite $(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(MAKE) test-django6
+
+$(BIN6)/.installed: setup.py
+	$(PYTHON312) -m venv $(VENV6)
+	$(BIN6)/pip install --quiet --upgrade pip
+	$(BIN6)/pip install --quiet "Django>=6.0,<7" -e ".[test]"
+	touch $@
+
+test-django6:
+ifeq ($(PYTHON312),)
+	@echo "test-django6: no Python 3.12 found (set PYTHON312=...); Django 6 run skipped"
+else
+	$(MAKE) $(BIN6)/.installed
+	CQ_TEST_DB=postgres CQ_TEST_SUFFIX=dj6 $(BIN6)/python -m pytest $(PYTEST_ARGS)
+endif
 
 test-postgres: venv
 	CQ_TEST_DB=postgres $(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -30,4 +49,4 @@ test-sqlite: venv
 	CQ_TEST_DB=sqlite $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache example_project/db.sqlite3
+	rm -rf $(VENV) $(VENV6) .pytest_cache example_project/db.sqlite3

@@ -176,8 +176,11 @@ class Task(models.Model):
         """Block until the task is done or `timeout` seconds pass; return it refreshed."""
         from .waiting import wait_for
 
-        wait_for(self, timeout)
-        self.refresh_from_db()
+        latest = wait_for(self, timeout)
+        if latest is None:
+            raise Task.DoesNotExist(f"task {self.pk} was deleted while it was waited for")
+        for field in self._meta.concrete_fields:
+            setattr(self, field.attname, getattr(latest, field.attname))
         return self
 
     # ---- the API a running task (`cqt`) offers
@@ -331,8 +334,9 @@ class RepeatingTask(models.Model):
         return f"{self.func_name} [{self.crontab}]"
 
     @classmethod
-    def from_db(cls, db, field_names, values):
-        instance = super().from_db(db, field_names, values)
+    def from_db(cls, db, field_names, values, **options):
+        # **options: Django 6.1 passes fetch_mode.
+        instance = super().from_db(db, field_names, values, **options)
         instance._remember_loaded()
         return instance
 

@@ -25,17 +25,15 @@ def claim(model, task_id, worker, now, queued, running):
         _prep(model, "status", queued, connection),
         _prep(model, "run_after", now, connection),
     ]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    fields, converters = _row_reading(model, db)
-    values = [
-        _convert(value, converter_list, connection)
-        for value, converter_list in zip(row, converters)
-    ]
-    return model.from_db(db, fields, values)
+    return _fetch_instance(model, db, sql, params)
+
+
+def get(model, task_id):
+    """The row as a model instance, or None: `objects.get()` without the ORM's
+    query building (what `wait()` reads while it waits)."""
+    db = router.db_for_read(model)
+    connection = connections[db]
+    return _fetch_instance(model, db, _select_sql(model, db), [_prep(model, "id", task_id, connection)])
 
 
 def insert(instance):
@@ -72,6 +70,28 @@ def move(model, task_id, expected, attempt=None, **fields):
         cursor.execute(sql, params + [_prep(model, "status", model.STATUS_PENDING, connection)])
         row = cursor.fetchone()
         return None if row is None else row[0]
+
+
+def _fetch_instance(model, db, sql, params):
+    connection = connections[db]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    fields, converters = _row_reading(model, db)
+    values = [
+        _convert(value, converter_list, connection)
+        for value, converter_list in zip(row, converters)
+    ]
+    return model.from_db(db, fields, values)
+
+
+@lru_cache(maxsize=None)
+def _select_sql(model, db):
+    quote = connections[db].ops.quote_name
+    columns = ", ".join(quote(f.column) for f in model._meta.concrete_fields)
+    return f"SELECT {columns} FROM {quote(model._meta.db_table)} WHERE {_col(model, 'id')} = %s"
 
 
 @lru_cache(maxsize=None)

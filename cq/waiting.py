@@ -19,7 +19,7 @@ import time
 
 from channels.layers import get_channel_layer
 
-from . import transport
+from . import transitions, transport
 from .conf import settings as cq_settings
 
 logger = logging.getLogger(__name__)
@@ -32,7 +32,8 @@ LONGEST_PAUSE = 0.25
 
 
 def wait_for(task, timeout=None):
-    """Return True once `task` is done, False if `timeout` seconds passed first."""
+    """Wait until `task` is done or `timeout` seconds pass; return the row as
+    last read (None if it was deleted)."""
     deadline = None if timeout is None else time.monotonic() + timeout
     layer = get_channel_layer(cq_settings.CHANNEL_LAYER)
     if transport.is_redis(layer):
@@ -53,34 +54,39 @@ def _wait_pushed(task_id, layer, deadline):
     channel = done_channel(layer, task_id)
     event = doorbell.run(hub.subscribe(layer, channel))
     try:
-        while not _is_done(task_id):
+        while True:
+            row = _read(task_id)
             pause = BACKSTOP if deadline is None else min(BACKSTOP, deadline - time.monotonic())
-            if pause <= 0:
-                return False
+            if _is_done(row) or pause <= 0:
+                return row
             event.wait(pause)
-        return True
     finally:
         doorbell.submit(hub.unsubscribe(channel, event))
 
 
 def _wait_polled(task_id, deadline):
     pause = FIRST_PAUSE
-    while not _is_done(task_id):
+    while True:
+        row = _read(task_id)
+        if _is_done(row):
+            return row
         if deadline is not None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return False
+                return row
             pause = min(pause, remaining)
         time.sleep(pause)
         pause = min(pause * 2, LONGEST_PAUSE)
-    return True
 
 
-def _is_done(task_id):
+def _read(task_id):
     from .models import Task
 
-    status = Task.objects.filter(pk=task_id).values_list("status", flat=True).first()
-    return status is None or status in Task.STATUS_DONE
+    return transitions.get(Task, task_id)
+
+
+def _is_done(row):
+    return row is None or row.is_done
 
 
 class FinishedHub:
