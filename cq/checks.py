@@ -61,3 +61,18 @@ def check_time_zone_support(app_configs, **kwargs):
         hint="Set USE_TZ = True (Django's default since 5.0).",
         id="cq.W002",
     )]
+
+
+@checks.register()
+def check_worker_timeout(app_configs, **kwargs):
+    # A live worker must be able to miss a beat or two (a slow database write)
+    # without being presumed dead and having its tasks requeued.
+    if cq_settings.WORKER_TIMEOUT < 3 * cq_settings.HEARTBEAT_INTERVAL:
+        return [checks.Warning(
+            f"CQ_WORKER_TIMEOUT ({cq_settings.WORKER_TIMEOUT}s) is less than three "
+            f"heartbeats (CQ_HEARTBEAT_INTERVAL={cq_settings.HEARTBEAT_INTERVAL}s): "
+            "a live worker may be presumed dead and its tasks run twice.",
+            hint="Make CQ_WORKER_TIMEOUT at least 3 x CQ_HEARTBEAT_INTERVAL (default 30s / 5s).",
+            id="cq.W003",
+        )]
+    return []

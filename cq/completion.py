@@ -27,7 +27,8 @@ def finish(task, status, *, result=None, error="", traceback="", expected=Task.S
     """Move `task` to a final status, then release what waited on it.
 
     Must run inside a transaction; raises Discarded if the row is no longer in
-    `expected` status.
+    `expected` status, or no longer at the attempt `task` holds (`retries`
+    changed: the sweeper requeued it from a worker presumed dead).
     """
     now = timezone.now()
     ttl = task.result_ttl if task.result_ttl is not None else cq_settings.RESULT_TTL
@@ -39,7 +40,7 @@ def finish(task, status, *, result=None, error="", traceback="", expected=Task.S
         "finished": now,
         "result_expiry": None if ttl is None else now + timedelta(seconds=ttl),
     }
-    followers = transitions.move(Task, task.pk, expected, **fields)
+    followers = transitions.move(Task, task.pk, expected, attempt=task.retries, **fields)
     if followers is None:
         raise Discarded(task.pk)
     for name, value in fields.items():
@@ -51,7 +52,10 @@ def finish(task, status, *, result=None, error="", traceback="", expected=Task.S
 
 def wait_for_subtasks(task, result, expected=Task.STATUS_RUNNING):
     """Park a task whose function returned while its subtasks still run."""
-    if transitions.move(Task, task.pk, expected, status=Task.STATUS_WAITING, result=result) is None:
+    moved = transitions.move(
+        Task, task.pk, expected, attempt=task.retries, status=Task.STATUS_WAITING, result=result
+    )
+    if moved is None:
         raise Discarded(task.pk)
     task.status, task.result = Task.STATUS_WAITING, result
 

@@ -19,12 +19,16 @@ DEFAULTS = {
     "CACHE": "default",
     # Most log lines stored on a top-level task; the oldest are dropped first.
     "MAX_LOG_LINES": 1000,
-    # Seconds between a worker's housekeeping rounds (heartbeat, due tasks, cron, sweeper).
+    # Seconds between a worker's housekeeping rounds (due tasks, cron, sweeper).
     "HOUSEKEEPING_INTERVAL": 1.0,
-    # Seconds without a heartbeat after which a worker is presumed dead.
+    # Seconds between two heartbeats of a worker (sent from a thread of their own).
+    "HEARTBEAT_INTERVAL": 5.0,
+    # Seconds without a heartbeat after which a worker is presumed dead and its
+    # RUNNING tasks are requeued or marked LOST. Keep it several heartbeats long.
     "WORKER_TIMEOUT": 30.0,
-    # Seconds a QUEUED task may wait before its doorbell is rung again.
-    "REQUEUE_AFTER": 30.0,
+    # Seconds a QUEUED task may wait with no doorbell in the channel before the
+    # sweeper rings it again (lost message, ChannelFull, Redis restarted empty).
+    "REQUEUE_AFTER": 10.0,
     # Whether `runworker cq-tasks` runs the cron scheduler tick by default.
     "SCHEDULER": True,
 }

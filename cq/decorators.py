@@ -34,7 +34,9 @@ class TaskFunction:
         self.result_ttl = (
             None if result_ttl is None else _check_seconds("result_ttl", result_ttl)
         )
-        # May the sweeper run this task again when its worker died mid-run?
+        # When its worker dies mid-run, the sweeper requeues the task (even
+        # with no retries left) instead of marking it LOST: for tasks that are
+        # safe to run twice. See docs/guarantees.md.
         self.at_least_once = bool(at_least_once)
         functools.update_wrapper(self, fn)
 

@@ -180,6 +180,7 @@ async def _send_plain(layer, channel, messages):
 
 doorbell = Doorbell()
 ring = doorbell.ring
+flush = doorbell.flush
 atexit.register(doorbell.flush)
 
 

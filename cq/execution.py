@@ -135,7 +135,7 @@ def _schedule_retry(task, task_function, error, trace):
     # RETRY and the worker's housekeeping queues it when due.
     status = Task.STATUS_RETRY if countdown else Task.STATUS_QUEUED
     transitions.move(
-        Task, task.pk, Task.STATUS_RUNNING,
+        Task, task.pk, Task.STATUS_RUNNING, attempt=task.retries,
         status=status, retries=attempt, run_after=run_after, error=error, traceback=trace,
     )
     logger.info(

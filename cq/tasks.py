@@ -16,7 +16,7 @@ import logging
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from . import housekeeping
+from . import feeder, housekeeping
 from .decorators import task
 from .models import Task
 
@@ -44,14 +44,13 @@ def clean_up(cqt, batch=BATCH):
 
 @task(atomic=False)
 def sweep(cqt, older_than=None):
-    """Queue retries that are due and ring again for QUEUED tasks older than
-    `older_than` seconds (default CQ_REQUEUE_AFTER). Workers do this in their
-    housekeeping too, but ring for stale tasks only while idle: on a system
-    that is never idle, this scheduled sweep finds lost doorbells sooner.
+    """Queue retries that are due and ring for QUEUED tasks older than
+    `older_than` seconds (default CQ_REQUEUE_AFTER) that have no doorbell in
+    the channel, as every worker's housekeeping round does (cq.feeder).
     Returns how many tasks were rung for."""
     now = timezone.now()
     housekeeping.queue_due(None, now)
-    return len(housekeeping.ring_stale(None, now, older_than))
+    return len(feeder.feed(None, now, older_than))
 
 
 def expired(now):

@@ -50,8 +50,9 @@ def insert(instance):
     instance._state.db = db
 
 
-def move(model, task_id, expected, **fields):
-    """Update `fields` of the row if its status is `expected`.
+def move(model, task_id, expected, attempt=None, **fields):
+    """Update `fields` of the row if its status is `expected` (and, given an
+    `attempt`, its `retries` count is that: the row is still at that attempt).
 
     Returns None if the row was not in that status; otherwise the number of
     PENDING tasks chained after it, found in the same statement, so that the
@@ -60,9 +61,11 @@ def move(model, task_id, expected, **fields):
     db = router.db_for_write(model)
     connection = connections[db]
     names = tuple(sorted(fields))
-    sql = _move_sql(model, names, connection.vendor)
+    sql = _move_sql(model, names, connection.vendor, attempt is not None)
     params = [_prep(model, name, fields[name], connection) for name in names]
     params += [_prep(model, "id", task_id, connection), _prep(model, "status", expected, connection)]
+    if attempt is not None:
+        params.append(_prep(model, "retries", attempt, connection))
     with connection.cursor() as cursor:
         cursor.execute(sql, params + [_prep(model, "status", model.STATUS_PENDING, connection)])
         row = cursor.fetchone()
@@ -142,13 +145,14 @@ def _insert_sql(model, db):
 
 
 @lru_cache(maxsize=None)
-def _move_sql(model, names, vendor):
+def _move_sql(model, names, vendor, fenced):
     quote = connections[router.db_for_write(model)].ops.quote_name
     table = quote(model._meta.db_table)
     assignments = ", ".join(f"{_col(model, name)} = %s" for name in names)
+    attempt = f"AND {table}.{_col(model, 'retries')} = %s " if fenced else ""
     return (
         f"UPDATE {table} SET {assignments} "
-        f"WHERE {_col(model, 'id')} = %s AND {_col(model, 'status')} = %s "
+        f"WHERE {_col(model, 'id')} = %s AND {_col(model, 'status')} = %s {attempt}"
         f"RETURNING (SELECT COUNT(*) FROM {table} follower "
         f"WHERE follower.{_col(model, 'previous')} = {table}.{_col(model, 'id')} "
         f"AND follower.{_col(model, 'status')} = %s)"

@@ -6,6 +6,10 @@ message only when one of its `concurrency` slots is free: a killed worker loses
 at most the doorbells of the tasks it was running, whose rows stay RUNNING for
 recovery. Each message is handled in isolation; SIGTERM/SIGINT stop receiving,
 let running tasks finish and exit 0.
+
+A worker rides out outages: an unreachable Redis or database makes it log,
+back off and retry, never exit. Its heartbeat comes from a thread of its own,
+so busy task threads and slow housekeeping never make it look dead.
 """
 
 import asyncio
@@ -16,16 +20,17 @@ import socket
 import threading
 import time
 import uuid
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 from channels.layers import get_channel_layer
-from django.db import close_old_connections
+from django.db import DatabaseError, close_old_connections, connection
 from django.utils import timezone
 
-from . import housekeeping
+from . import feeder, housekeeping
 from .conf import settings as cq_settings
 from .consumers import handle_message
-from .doorbell import doorbell
+from .doorbell import doorbell, ring
 from .exceptions import ConfigurationError
 from .transport import Receiver, is_redis
 
@@ -56,6 +61,15 @@ class Worker:
         self.handled = 0
         # Futures of the messages being handled now (touched on the loop only).
         self._running = set()
+        # Ids of the tasks this worker holds a message for, counted (two
+        # doorbells for one task may be in hand at once); any thread reads it.
+        self._holding = Counter()
+        self._holding_lock = threading.Lock()
+        self._database_down = False
+        # Since when every heartbeat succeeded (None after a failure), and the
+        # last success: see heartbeat_steady().
+        self._beating_since = None
+        self._last_beat = None
         # Set once the worker serves: a worker run in a thread may be stopped,
         # and its process's doorbells go through its loop.
         self.started = threading.Event()
@@ -78,6 +92,21 @@ class Worker:
             time.monotonic() - self.last_message > cq_settings.HOUSEKEEPING_INTERVAL
         )
 
+    def heartbeat_steady(self):
+        """Whether this worker's own heartbeats have all succeeded for a whole
+        CQ_WORKER_TIMEOUT, the last one recently: only then may it presume
+        other workers dead from theirs (after a database outage, or a pause of
+        this process, every heartbeat it reads is old)."""
+        if self._beating_since is None:
+            return False
+        now, timeout = time.monotonic(), cq_settings.WORKER_TIMEOUT
+        return now - self._beating_since >= timeout and now - self._last_beat < timeout / 2
+
+    def running_ids(self):
+        """Ids (str) of the tasks this worker is handling right now."""
+        with self._holding_lock:
+            return set(self._holding)
+
     async def serve(self):
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
@@ -86,7 +115,13 @@ class Worker:
         self.started.set()
         executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="cq-task")
         chores = ThreadPoolExecutor(1, thread_name_prefix="cq-housekeeping")
-        housekeeper = asyncio.create_task(self._housekeeping(chores))
+        beats = ThreadPoolExecutor(1, thread_name_prefix="cq-heartbeat")
+        # Beat before the first claim, so no task of ours is ever without one.
+        await self._loop.run_in_executor(beats, self._beat)
+        background = [
+            asyncio.create_task(self._heartbeat(beats)),
+            asyncio.create_task(self._housekeeping(chores)),
+        ]
         logger.info(
             "worker started name=%s channel=%s concurrency=%s",
             self.name, self.channel, self.concurrency,
@@ -94,11 +129,12 @@ class Worker:
         try:
             await self._receive_loop(executor)
         finally:
-            housekeeper.cancel()
-            await asyncio.gather(housekeeper, return_exceptions=True)
-            await self._loop.run_in_executor(chores, self._forget)
-            executor.shutdown(wait=True)
-            chores.shutdown(wait=True)
+            for job in background:
+                job.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            await self._loop.run_in_executor(beats, self._forget)
+            for pool in (executor, chores, beats):
+                pool.shutdown(wait=True)
             await doorbell.drained()
             doorbell.release_loop(self._loop)
             logger.info("worker stopped name=%s handled=%s", self.name, self.handled)
@@ -109,6 +145,8 @@ class Worker:
         while not self._stopping.is_set():
             # Bounded prefetch: receive only as many messages as slots are free.
             await slots.acquire()
+            if self._database_down:
+                await self._wait_for_database(executor)
             free = 1
             while not slots.locked():
                 await slots.acquire()
@@ -178,12 +216,68 @@ class Worker:
             logger.warning("could not give messages back, left to the sweeper error=%r", exc)
 
     def _handle(self, message):
-        close_old_connections()
+        task_id = str(message.get("task_id")) if isinstance(message, dict) else ""
+        with self._holding_lock:
+            self._holding[task_id] += 1
         try:
-            handle_message(message, worker=self.name)
-            self.handled += 1
+            close_old_connections()
+            if self._database_reachable(task_id):
+                handle_message(message, worker=self.name)
+                self.handled += 1
         finally:
             close_old_connections()
+            with self._holding_lock:
+                self._holding[task_id] -= 1
+                if not self._holding[task_id]:
+                    del self._holding[task_id]
+
+    def _database_reachable(self, task_id):
+        """Connect before claiming; if the database is down, hand the doorbell
+        back and make the receive loop wait for the database."""
+        try:
+            connection.ensure_connection()
+            return True
+        except DatabaseError as exc:
+            logger.warning("database unreachable, doorbell handed back id=%s error=%s",
+                           task_id, exc)
+            self._database_down = True
+            if task_id:
+                ring([task_id])
+            return False
+
+    async def _wait_for_database(self, executor):
+        backoff = 0.1
+        while not self._stopping.is_set():
+            try:
+                await self._loop.run_in_executor(executor, _probe_database)
+            except DatabaseError as exc:
+                logger.warning("database unreachable, retrying in %.1fs error=%s", backoff, exc)
+                await self._sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+            else:
+                logger.warning("database reachable again name=%s", self.name)
+                self._database_down = False
+                return
+
+    async def _heartbeat(self, beats):
+        while True:
+            await asyncio.sleep(cq_settings.HEARTBEAT_INTERVAL)
+            await self._loop.run_in_executor(beats, self._beat)
+
+    def _beat(self):
+        try:
+            close_old_connections()
+            housekeeping.beat(self, timezone.now())
+        except Exception as exc:
+            # Not fatal: tasks go on; after CQ_WORKER_TIMEOUT without a beat,
+            # other workers will presume this one dead and recover its tasks.
+            logger.warning("heartbeat failed name=%s error=%r", self.name, exc)
+            self._beating_since = None
+            close_old_connections()
+        else:
+            self._last_beat = time.monotonic()
+            if self._beating_since is None:
+                self._beating_since = self._last_beat
 
     async def _housekeeping(self, chores):
         while True:
@@ -204,8 +298,9 @@ class Worker:
         from .models import Task
 
         close_old_connections()
-        # Ring again at once for any queued row: in burst mode nobody else will.
-        return bool(housekeeping.ring_stale(self, timezone.now(), older_than=0)) or \
+        # Ring at once for any queued row with no doorbell: in burst mode
+        # nobody else will.
+        return bool(feeder.feed(self, timezone.now(), older_than=0)) or \
             Task.objects.filter(status__in=(Task.STATUS_RETRY, Task.STATUS_QUEUED)).exists()
 
     def _forget(self):
@@ -231,3 +326,11 @@ class Worker:
     def _on_signal(self, signum):
         logger.info("worker stopping name=%s signal=%s", self.name, signal.Signals(signum).name)
         self._stopping.set()
+
+
+def _probe_database():
+    # A query, not just a connection: a persistent connection cut during the
+    # outage looks connected until it is used.
+    close_old_connections()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")

@@ -1,3 +1,4 @@
+import copy
 import os
 import signal
 import subprocess
@@ -9,8 +10,10 @@ import pytest
 import redis
 from django.conf import settings
 from django.db import connection
+from django.test import override_settings
 
 from cq.doorbell import doorbell
+from tests.faults import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,6 +36,36 @@ def clean_redis():
     if keys:
         client.delete(*keys)
     client.close()
+
+
+def channel_layers(address=None, **config):
+    """CHANNEL_LAYERS as in the settings, on another Redis or with other `config`."""
+    layers = copy.deepcopy(settings.CHANNEL_LAYERS)
+    if address is not None:
+        layers["default"]["CONFIG"]["hosts"] = [{"address": address, "socket_timeout": None}]
+    layers["default"]["CONFIG"].update(config)
+    return layers
+
+
+@pytest.fixture
+def private_redis():
+    """A redis-server of the test's own, that it may flush, stop and restart.
+    This process uses it at once; pass `private_redis.env` to the workers."""
+    server = RedisServer()
+    server.start()
+    database = settings.REDIS_URL.rsplit("/", 1)[1]
+    url = f"{server.url}/{database}"
+    caches = copy.deepcopy(settings.CACHES)
+    caches["default"]["LOCATION"] = url
+    server.env = {"CQ_TEST_REDIS": server.url}
+    server.client = redis.Redis.from_url(url)
+    try:
+        with override_settings(CHANNEL_LAYERS=channel_layers(address=url), CACHES=caches):
+            yield server
+            doorbell.flush(2)
+    finally:
+        server.client.close()
+        server.stop()
 
 
 def channel_key():

@@ -8,6 +8,12 @@ Environment:
                     several test runs can share one machine
   CQ_TEST_DB_NAME   set by the suite for the worker processes it starts: the
                     name of the test database they must use
+  CQ_TEST_PG_PORT   PostgreSQL port (fault tests put a proxy in between)
+  CQ_TEST_CAPACITY, CQ_TEST_CHANNEL_EXPIRY
+                    the cq channel layer's `capacity` and `expiry`
+  CQ_TEST_WORKER_TIMEOUT, CQ_TEST_HEARTBEAT_INTERVAL, CQ_TEST_REQUEUE_AFTER,
+  CQ_TEST_HOUSEKEEPING_INTERVAL
+                    cq's recovery timings, in seconds (fault tests shorten them)
 """
 
 import os
@@ -91,6 +97,7 @@ CHANNEL_LAYERS = {
             "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
             "prefix": REDIS_PREFIX,
             "capacity": int(os.environ.get("CQ_TEST_CAPACITY", "1000")),
+            "expiry": int(os.environ.get("CQ_TEST_CHANNEL_EXPIRY", "60")),
         },
     },
 }
@@ -104,6 +111,9 @@ CACHES = {
 }
 
 CQ_HOUSEKEEPING_INTERVAL = float(os.environ.get("CQ_TEST_HOUSEKEEPING_INTERVAL", "0.2"))
+CQ_HEARTBEAT_INTERVAL = float(os.environ.get("CQ_TEST_HEARTBEAT_INTERVAL", "5"))
+CQ_WORKER_TIMEOUT = float(os.environ.get("CQ_TEST_WORKER_TIMEOUT", "30"))
+CQ_REQUEUE_AFTER = float(os.environ.get("CQ_TEST_REQUEUE_AFTER", "10"))
 
 LOGGING = {
     "version": 1,

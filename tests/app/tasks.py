@@ -229,3 +229,36 @@ def slow_spawn(cqt, seconds, count):
     for n in range(count):
         cqt.subtask(add, (n, n))
     return "spawned late"
+
+
+@task(retries=1)
+def write_then_hang_once(cqt, text, seconds):
+    """Writes a Note, then on its first attempt hangs (for a worker to be killed).
+    A cache key says the write was made (it is not committed yet)."""
+    Note.objects.create(text=text)
+    cache.set(f"wrote:{cqt.pk}:{cqt.retries}", True, 300)
+    if cqt.retries == 0:
+        time.sleep(seconds)
+    return text
+
+
+write_then_hang = task("tests.write_then_hang")(write_then_hang_once.fn)
+record_run_at_least_once = task("tests.record_run_at_least_once", at_least_once=True)(
+    record_run.fn
+)
+nap = task("tests.nap", atomic=False)(sleep.fn)
+
+
+@task(atomic=False)
+def spin(cqt, seconds):
+    """Keeps a CPU busy, holding the GIL as much as Python lets it, for `seconds`."""
+    deadline = time.monotonic() + seconds
+    count = 0
+    while time.monotonic() < deadline:
+        count += 1
+    return seconds
+
+
+@task
+def raise_keyboard_interrupt(cqt):
+    raise KeyboardInterrupt

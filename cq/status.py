@@ -1,0 +1,140 @@
+"""What an operator wants to know first when "tasks are stuck" (`cq_status`).
+
+`collect()` reads the database and the channel; `render()` turns that into text.
+Only active statuses are counted: counting finished rows would scan the table.
+"""
+
+from dataclasses import dataclass, field
+from datetime import UTC, timedelta
+
+from django.db.models import Count, Min
+from django.utils import timezone
+from redis.exceptions import RedisError
+
+from . import channel
+from .conf import settings as cq_settings
+from .models import Task, WorkerHeartbeat
+
+FAILURE_WINDOW = timedelta(hours=1)
+
+
+@dataclass
+class WorkerRow:
+    name: str
+    running: int
+    seen: object = None  # last heartbeat; None: no heartbeat row
+    concurrency: int = None
+    alive: bool = False
+
+
+@dataclass
+class Status:
+    now: object
+    counts: dict  # status letter -> count, active statuses only
+    oldest_queued: object  # `submitted` of the oldest QUEUED row, or None
+    workers: list
+    failures: int  # final errors in the last FAILURE_WINDOW
+    recent_failures: list = field(default_factory=list)  # newest first
+    channel: object = None  # channel.ChannelState, or None
+    channel_problem: str = ""
+
+
+def collect(now=None, failures_shown=5):
+    now = now or timezone.now()
+    active = Task.objects.filter(status__in=Task.STATUS_ACTIVE)
+    counts = dict(active.values_list("status").annotate(n=Count("pk")).order_by())
+    failed = Task.objects.filter(status__in=Task.STATUS_ERROR, finished__gte=now - FAILURE_WINDOW)
+    state, problem = _channel_state()
+    return Status(
+        now=now,
+        counts=counts,
+        oldest_queued=Task.objects.filter(status=Task.STATUS_QUEUED)
+        .aggregate(oldest=Min("submitted"))["oldest"],
+        workers=_workers(now),
+        failures=failed.count(),
+        recent_failures=list(failed.order_by("-finished")[:failures_shown]),
+        channel=state,
+        channel_problem=problem,
+    )
+
+
+def _workers(now):
+    running = dict(
+        Task.objects.filter(status=Task.STATUS_RUNNING).values_list("worker")
+        .annotate(n=Count("pk")).order_by()
+    )
+    cutoff = now - timedelta(seconds=cq_settings.WORKER_TIMEOUT)
+    rows = [
+        WorkerRow(name=beat.name, running=running.pop(beat.name, 0), seen=beat.seen,
+                  concurrency=beat.concurrency, alive=beat.seen >= cutoff)
+        for beat in WorkerHeartbeat.objects.order_by("name")
+    ]
+    # RUNNING rows whose worker has no heartbeat row (or, with "", none at all).
+    rows += [WorkerRow(name=name, running=count) for name, count in sorted(running.items())]
+    return rows
+
+
+def _channel_state():
+    try:
+        state = channel.inspect()
+    except RedisError as exc:
+        return None, f"unreachable ({exc})"
+    if state is None:
+        return None, "depth unknown (not a channels-redis layer)"
+    return state, ""
+
+
+def render(status):
+    lines = [f"cq status at {_clock(status.now)}", "", "Tasks by status (active only):"]
+    for letter, label in Task.STATUS_CHOICES:
+        if letter in Task.STATUS_ACTIVE:
+            lines.append(f"  {label:<10} {status.counts.get(letter, 0):>8}")
+    if status.oldest_queued is not None:
+        lines.append(f"  oldest queued task waits for {_age(status.now, status.oldest_queued)}")
+    lines += ["", _render_channel(status), ""]
+    lines += _render_workers(status)
+    lines += ["", f"Failures in the last hour: {status.failures}"]
+    for task in status.recent_failures:
+        error = (task.error.splitlines() or [""])[0][:120]
+        lines.append(
+            f"  {_clock(task.finished)}  {task.get_status_display():<10} "
+            f"{task.func_name}  {task.pk}  {error}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _render_channel(status):
+    name = cq_settings.CHANNEL
+    if status.channel is None:
+        return f"Channel {name}: {status.channel_problem}"
+    state = status.channel
+    return f"Channel {name}: {state.depth} doorbells waiting (capacity {state.capacity})"
+
+
+def _render_workers(status):
+    alive = sum(1 for row in status.workers if row.alive)
+    lines = [f"Workers: {alive} alive, {len(status.workers) - alive} not"]
+    for row in status.workers:
+        if row.seen is None:
+            state = "no heartbeat" if row.name else "no worker name (stock runworker)"
+            lines.append(f"  {row.name or '-':<40} {state:<28} running {row.running}")
+            continue
+        state = "alive" if row.alive else "DEAD"
+        lines.append(
+            f"  {row.name:<40} {state:<5} last heartbeat {_age(status.now, row.seen):>9} ago"
+            f"  running {row.running}/{row.concurrency}"
+        )
+    return lines
+
+
+def _clock(moment):
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _age(now, moment):
+    seconds = max(int((now - moment).total_seconds()), 0)
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m {seconds % 60}s"
+    return f"{seconds // 3600}h {seconds % 3600 // 60}m"
