@@ -72,6 +72,10 @@ def _rows(bench):
             ]
     if "stats" in selected:
         rows += _stats_rows(bench)
+    rows.append(("cq warnings logged by the producer (e.g. doorbell sends that failed)",
+                 f"{bench.warnings.total():,}", "records"))
+    rows.append(("worker log lines (workers log at WARNING and above)",
+                 f"{bench.worker_log_lines:,}", "lines"))
     if selected & {"drain", "e2e", "latency", "idle", "stats", "memory", "enqueue"}:
         rows.append(("peak worker RSS (VmHWM, any worker of the run)",
                      _mib(bench.peak_rss), "MiB"))
@@ -142,15 +146,19 @@ def _footer(bench):
         "- Work per task: one pre-filled run with one worker, enqueue included, worker boot, "
         "heartbeats and stop included. Redis counts are for the whole server: other clients' "
         f"commands count too ({bench.redis_clients_at_start} clients were connected at start). "
-        "SQL counted in-process (execute wrappers); not counted: statements the driver issues "
-        "itself (SQLite's BEGIN, PRAGMAs, connection set-up) and rollbacks. PostgreSQL counts "
-        "read-only transactions as commits.",
+        "SQL counted in-process (execute wrappers in the producer and the workers); not "
+        "counted: what the driver sends by itself (psycopg's BEGIN, init_command PRAGMAs, "
+        "connection set-up) and rollbacks. PostgreSQL counts read-only transactions as commits.",
         f"- Machine: {os.cpu_count()} CPUs, load average {bench.load_at_start} at start; the "
         "producer, workers, Redis and the database share it, so numbers are noisy.",
         f"- Versions: Python {platform.python_version()}, "
         + ", ".join(f"{p} {_version(p)}" for p in ("Django", "channels", "channels-redis", "redis"))
         + f", cq {cq.__version__}, {connection.vendor} {_server_version()}.",
     ]
+    for event, count in bench.warnings.counts.most_common(3):
+        notes.append(f"- WARNING x{count:,} in the producer: {event}")
+    if bench.worker_log_sample:
+        notes.append(f"- first worker log line: {bench.worker_log_sample}")
     if bench.failure:
         notes.append(f"- INCOMPLETE: {bench.failure}")
     return notes

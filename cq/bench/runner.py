@@ -16,6 +16,7 @@ from cq.conf import settings as cq_settings
 from cq.models import Task, WorkerHeartbeat
 
 from . import metrics, probes, scenarios
+from .logcount import LogCounter
 from .tasks import NAME
 from .workers import WorkerDied
 
@@ -41,9 +42,11 @@ class Bench:
         self.results = defaultdict(list)
         self.details = defaultdict(list)
         self.memory_points = []
-        self.peak_rss = None
+        self.peak_rss = self.worker_log_sample = None
+        self.worker_log_lines = 0
         self.live = []
         self.failure = None
+        self.warnings = LogCounter()
         self.layer = get_channel_layer(cq_settings.CHANNEL_LAYER)
         self.memory_batch = min(1000, max(1, self._capacity() // 2))
 
@@ -58,9 +61,11 @@ class Bench:
     def record_detail(self, name, value):
         self.details[name].append(value)
 
-    def note_peak_rss(self, peak):
-        if peak is not None:
-            self.peak_rss = max(self.peak_rss or 0, peak)
+    def note_stopped(self, worker):
+        if worker.peak_rss is not None:
+            self.peak_rss = max(self.peak_rss or 0, worker.peak_rss)
+        self.worker_log_lines += worker.log_lines
+        self.worker_log_sample = self.worker_log_sample or worker.log_sample
 
     # ---- the run
 
@@ -78,7 +83,8 @@ class Bench:
         previous = _install_signal_handlers(self.time_limit + 60)
         try:
             scenarios.delete_bench_rows()
-            self._run_scenarios()
+            with self.warnings:
+                self._run_scenarios()
         except (metrics.BenchTimeout, WorkerDied) as exc:
             self.failure = f"{type(exc).__name__}: {exc}"
         finally:
@@ -113,7 +119,8 @@ class Bench:
     def _clean_up(self, private):
         for worker in list(self.live):
             self.live.remove(worker)
-            self.note_peak_rss(worker.stop())
+            worker.stop()
+            self.note_stopped(worker)
         try:
             scenarios.delete_bench_rows()
             metrics.client().delete(*(metrics.key(k) for k in ("done", "first", "last", "sql")))
@@ -143,7 +150,8 @@ class Bench:
         sizes = [self.memory_batch if "memory" in self.only else 0]
         if "enqueue" in self.only:
             sizes.append(3 * self.n)
-        if {"drain", "stats"} & set(self.only):
+        # e2e: a producer faster than the workers queues up to N.
+        if {"drain", "e2e", "stats"} & set(self.only):
             sizes.append(self.n)
         return max(sizes)
 

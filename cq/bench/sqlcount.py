@@ -4,8 +4,9 @@ Every connection of the process (each worker thread has its own) gets an
 execute wrapper that counts statements by their first word, and a counting
 `commit`. A transaction is either a statement run in autocommit mode or the
 commit of an atomic block, which matches what PostgreSQL counts as xact_commit.
-Not seen here: statements the driver issues by itself (SQLite's implicit BEGIN,
-the PRAGMAs of `init_command`, connection set-up) and rolled-back transactions.
+Not seen here: statements the driver issues by itself (the PRAGMAs of
+`init_command`, connection set-up, psycopg's implicit BEGIN) and rolled-back
+transactions.
 """
 
 import threading
@@ -71,7 +72,8 @@ class SQLCounter:
         words = sql.split(None, 1) if isinstance(sql, str) else []
         verb = words[0].upper() if words else "?"
         self._add("statements", f"sql_{verb}")
-        if not context["connection"].in_atomic_block:
+        # Django's own BEGIN (SQLite) opens an atomic block: its commit counts.
+        if not context["connection"].in_atomic_block and verb != "BEGIN":
             self._add("transactions")
         return execute(sql, params, many, context)
 

@@ -41,7 +41,8 @@ class WorkerProcess:
             env=env, stdout=self.log, stderr=subprocess.STDOUT,
             start_new_session=True,  # own process group: pgid == pid
         )
-        self.peak_rss = None
+        self.peak_rss = self.log_sample = None
+        self.log_lines = 0
 
     @property
     def pid(self):
@@ -62,7 +63,8 @@ class WorkerProcess:
         return "".join(Path(self.log.name).read_text().splitlines(True)[-lines:])
 
     def stop(self):
-        """Graceful stop; returns the worker's peak RSS in bytes (None if unknown)."""
+        """Graceful stop; afterwards `peak_rss` (bytes, or None), `log_lines`
+        (records the worker logged) and `log_sample` (the first one) are set."""
         if self.process.returncode is None:
             self.peak_rss = (self.rss() or {}).get("peak")
             # Signalled only while not reaped: the group id is still ours.
@@ -74,11 +76,15 @@ class WorkerProcess:
                 _signal_group(self.pid, signal.SIGKILL)
                 self.process.wait(5)
         self.log.close()
+        text = Path(self.log.name).read_text(errors="replace")
+        # A record is a line that starts a message, not a traceback's continuation.
+        records = [line for line in text.splitlines()
+                   if line and not line[0].isspace() and not line.startswith("Traceback")]
+        self.log_lines, self.log_sample = len(records), (records[0][:200] if records else None)
         if self.process.returncode not in (0, -signal.SIGTERM, -signal.SIGKILL):
             logger.warning("worker pid=%s exited with %s:\n%s",
                            self.pid, self.process.returncode, self.tail())
         os.unlink(self.log.name)
-        return self.peak_rss
 
 
 class Pool:
@@ -115,7 +121,8 @@ class Pool:
         for worker in self.workers:
             if worker in self.bench.live:
                 self.bench.live.remove(worker)
-                self.bench.note_peak_rss(worker.stop())
+                worker.stop()
+                self.bench.note_stopped(worker)
 
 
 def _signal_group(pgid, signum):
