@@ -19,6 +19,9 @@ from tests.conftest import wait_until
 ROOT = Path(__file__).resolve().parent.parent
 
 ROWS = [
+    "calibration: ORM alone",
+    "calibration: channel layer alone, 30 sends",
+    "calibration: channel layer alone, 30 receives",
     ".delay() from sync code, outside a transaction",
     ".delay() inside transactions of 100",
     "fn.delay_many() bulk enqueue",

@@ -37,51 +37,79 @@ def _title(bench):
 
 def _rows(bench):
     selected = set(bench.only)
+    sections = [
+        ("calibrate", _calibration_rows), ("enqueue", _enqueue_rows), ("drain", _drain_rows), ("e2e", _end_to_end_rows),
+        ("latency", lambda b: _latency_rows(b, "busy")),
+        ("idle", lambda b: _latency_rows(b, "idle")), ("stats", _stats_rows),
+    ]
     rows = []
-    if "enqueue" in selected:
-        rows += [
-            (".delay() from sync code, outside a transaction", _rate(bench, "enqueue.delay"),
-             "tasks/s"),
-            (f".delay() inside transactions of {TRANSACTION_SIZE}",
-             _rate(bench, "enqueue.atomic"), "tasks/s"),
-            (f"fn.delay_many() bulk enqueue of {bench.n}", _rate(bench, "enqueue.delay_many"),
-             "tasks/s"),
-        ]
-    for count in bench.worker_counts:
-        if "drain" in selected:
-            rows.append((f"drain, queue pre-filled, {_procs(count)} (first→last completion)",
-                         _rate(bench, f"drain.{count}"), "tasks/s"))
-    for count in bench.worker_counts:
-        if "e2e" in selected:
-            rows.append((f"end to end, enqueued while {_procs(count)} drain "
-                         "(first enqueue→last completion)", _rate(bench, f"e2e.{count}"),
-                         "tasks/s"))
-            rows.append((f"  .delay() rate meanwhile, {_procs(count)}",
-                         _rate(bench, f"e2e_enqueue.{count}"), "tasks/s"))
-    for kind, text in (("busy", "busy worker (back to back)"),
-                       ("idle", "idle worker (250–750 ms pause before each)")):
-        if ("latency" if kind == "busy" else "idle") in selected:
-            samples = bench.latency_samples if kind == "busy" else bench.idle_samples
-            rows += [
-                (f"round trip .delay()→wait(), {text}, p50", _ms(bench, f"latency.{kind}.p50"),
-                 f"ms ({samples}/rep)"),
-                (f"round trip .delay()→wait(), {text}, p99", _ms(bench, f"latency.{kind}.p99"),
-                 "ms"),
-                (f"  .delay()→task body ran, {kind}, p50", _ms(bench, f"latency.{kind}.body"),
-                 "ms"),
-            ]
-    if "stats" in selected:
-        rows += _stats_rows(bench)
-    rows.append(("cq warnings logged by the producer (e.g. doorbell sends that failed)",
-                 f"{bench.warnings.total():,}", "records"))
-    rows.append(("worker log lines (workers log at WARNING and above)",
-                 f"{bench.worker_log_lines:,}", "lines"))
-    if selected & {"drain", "e2e", "latency", "idle", "stats", "memory", "enqueue"}:
-        rows.append(("peak worker RSS (VmHWM, any worker of the run)",
-                     _mib(bench.peak_rss), "MiB"))
+    for name, section in sections:
+        if name in selected:
+            rows += section(bench)
+    rows += [
+        ("cq warnings logged by the producer (e.g. doorbell sends that failed)",
+         f"{bench.warnings.total():,}", "records"),
+        ("worker log lines (workers log at WARNING and above)",
+         f"{bench.worker_log_lines:,}", "lines"),
+        ("peak worker RSS (VmHWM, any worker of the run)", _mib(bench.peak_rss), "MiB"),
+    ]
     if "memory" in selected:
         rows += _memory_rows(bench)
     return rows
+
+
+def _calibration_rows(bench):
+    count = min(bench.n, 1000)
+    return [
+        (f"calibration: ORM alone, INSERT + 2 UPDATEs autocommit, {count} rows",
+         _rate(bench, "calibrate.orm"), "lifecycles/s"),
+        (f"calibration: channel layer alone, {count} sends", _rate(bench, "calibrate.send"),
+         "messages/s"),
+        (f"calibration: channel layer alone, {count} receives",
+         _rate(bench, "calibrate.receive"), "messages/s"),
+    ]
+
+
+def _enqueue_rows(bench):
+    return [
+        (".delay() from sync code, outside a transaction", _rate(bench, "enqueue.delay"),
+         "tasks/s"),
+        (f".delay() inside transactions of {TRANSACTION_SIZE}", _rate(bench, "enqueue.atomic"),
+         "tasks/s"),
+        (f"fn.delay_many() bulk enqueue of {bench.n}", _rate(bench, "enqueue.delay_many"),
+         "tasks/s"),
+    ]
+
+
+def _drain_rows(bench):
+    return [
+        (f"drain, queue pre-filled, {_procs(count)} (first→last completion)",
+         _rate(bench, f"drain.{count}"), "tasks/s")
+        for count in bench.worker_counts
+    ]
+
+
+def _end_to_end_rows(bench):
+    rows = []
+    for count in bench.worker_counts:
+        rows.append((f"end to end, enqueued while {_procs(count)} drain "
+                     "(first enqueue→last completion)", _rate(bench, f"e2e.{count}"), "tasks/s"))
+        rows.append((f"  .delay() rate meanwhile, {_procs(count)}",
+                     _rate(bench, f"e2e_enqueue.{count}"), "tasks/s"))
+    return rows
+
+
+def _latency_rows(bench, kind):
+    if kind == "busy":
+        text, samples = "busy worker (back to back)", bench.latency_samples
+    else:
+        text, samples = "idle worker (250–750 ms pause before each)", bench.idle_samples
+    return [
+        (f"round trip .delay()→wait(), {text}, p50", _ms(bench, f"latency.{kind}.p50"),
+         f"ms ({samples}/rep)"),
+        (f"round trip .delay()→wait(), {text}, p99", _ms(bench, f"latency.{kind}.p99"), "ms"),
+        (f"  .delay()→task body ran, {kind}, p50", _ms(bench, f"latency.{kind}.body"), "ms"),
+    ]
 
 
 def _stats_rows(bench):

@@ -22,7 +22,7 @@ from .workers import WorkerDied
 
 logger = logging.getLogger(__name__)
 
-SCENARIOS = ("enqueue", "drain", "e2e", "latency", "idle", "stats", "memory")
+SCENARIOS = ("calibrate", "enqueue", "drain", "e2e", "latency", "idle", "stats", "memory")
 
 
 class BenchError(Exception):
@@ -103,6 +103,8 @@ class Bench:
 
     def _steps(self):
         steps = []
+        if "calibrate" in self.only:
+            steps.append(("calibrate", lambda rep: scenarios.calibration(self, rep)))
         if "enqueue" in self.only:
             steps.append(("enqueue", lambda rep: scenarios.enqueue_rates(self, rep)))
         for kind, function in (("drain", scenarios.drain), ("e2e", scenarios.end_to_end)):

@@ -5,12 +5,16 @@ Times: enqueue rates use `time.perf_counter`; completions carry `time.time()`
 stamps from the workers (same machine, same clock), as in the peers' harness.
 """
 
+import asyncio
 import random
 import statistics
 import time
 
+from channels.layers import channel_layers
 from django.db import connection, transaction
+from django.utils import timezone
 
+from cq.conf import settings as cq_settings
 from cq.doorbell import doorbell
 from cq.models import Task
 
@@ -200,6 +204,42 @@ def memory(bench):
             rss = pool.workers[0].rss()
             bench.memory_points.append((target, rss and rss["rss"]))
     delete_bench_rows()
+
+
+def calibration(bench, rep):
+    """How fast this machine is right now, to read the other rows against on a
+    noisy machine: a task row's lifecycle through the ORM alone (INSERT, then 2
+    UPDATEs, each its own autocommit transaction, as the peers' `bench_orm.py`),
+    and the channel layer alone (N sends, then N receives, one asyncio loop)."""
+    count = min(bench.n, 1000)
+    began = time.perf_counter()
+    for i in range(count):
+        row = Task.objects.create(func_name=NAME, args=[i], status=Task.STATUS_QUEUED)
+        Task.objects.filter(pk=row.pk).update(status=Task.STATUS_RUNNING, started=timezone.now())
+        Task.objects.filter(pk=row.pk).update(
+            status=Task.STATUS_SUCCESS, result=i, finished=timezone.now()
+        )
+    bench.record("calibrate.orm", count / (time.perf_counter() - began))
+    delete_bench_rows()
+    send_seconds, receive_seconds = asyncio.run(_layer_alone(count))
+    bench.record("calibrate.send", count / send_seconds)
+    bench.record("calibrate.receive", count / receive_seconds)
+
+
+async def _layer_alone(count):
+    # A layer instance of its own, and a channel no worker listens on.
+    layer = channel_layers.make_backend(cq_settings.CHANNEL_LAYER)
+    channel = "cq-bench-calibration"
+    began = time.perf_counter()
+    for i in range(count):
+        await layer.send(channel, {"type": "calibrate", "i": i})
+    sent = time.perf_counter()
+    for _ in range(count):
+        await layer.receive(channel)
+    received = time.perf_counter()
+    # Not `flush()`: that deletes every key under the layer's prefix.
+    await layer.close_pools()
+    return sent - began, received - sent
 
 
 def percentile(values, q):
