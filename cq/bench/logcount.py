@@ -14,7 +14,8 @@ class LogCounter(logging.Handler):
         super().__init__(level=logging.WARNING)
         self.logger = logging.getLogger(logger_name)
         self.counts = Counter()
-        self.first = {}
+        # Set by the runner: which scenario the records belong to.
+        self.scenario = ""
         self._count_lock = threading.Lock()
 
     def __enter__(self):
@@ -25,11 +26,11 @@ class LogCounter(logging.Handler):
         self.logger.removeHandler(self)
 
     def emit(self, record):
-        # The message's words before the first key=value pair name the event.
+        # The message without its key=value pairs names the event.
         event = " ".join(w for w in str(record.msg).split() if "=" not in w)[:60]
         with self._count_lock:
-            self.counts[f"{record.name}: {event}"] += 1
-            self.first.setdefault(record.name, record.getMessage()[:200])
+            self.counts[f"{self.scenario}: {record.name}: {event}"] += 1
 
-    def total(self):
-        return sum(self.counts.values())
+    def total(self, scenario=None):
+        return sum(count for key, count in self.counts.items()
+                   if scenario is None or key.startswith(f"{scenario}: "))

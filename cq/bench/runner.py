@@ -97,8 +97,10 @@ class Bench:
         for rep in range(self.reps):
             for name, step in self._steps():
                 logger.info("bench scenario=%s rep=%s", name, rep)
+                self.warnings.scenario = name
                 step(rep)
         if "memory" in self.only:
+            self.warnings.scenario = "memory"
             scenarios.memory(self)
 
     def _steps(self):

@@ -66,8 +66,10 @@ def enqueue_rates(bench, rep):
     methods = methods[rep % 3:] + methods[:rep % 3]
     metrics.reset()
     for k, method in enumerate(methods):
+        bench.warnings.scenario = f"enqueue.{method}"
         seconds = enqueue(method, bench.n, start=k * bench.n)
         bench.record(f"enqueue.{method}", bench.n / seconds)
+    bench.warnings.scenario = "enqueue"
     with Pool(bench, max(bench.worker_counts)) as pool:
         pool.wait_done(3 * bench.n)
     delete_bench_rows()
