@@ -70,6 +70,15 @@ def layer_redis_clients():
     return clients
 
 
+def channel_backlog(layer, clients):
+    """Doorbells waiting in cq's channel (channels-redis keeps a channel as a
+    sorted set named prefix + channel), or None for another kind of layer."""
+    prefix = getattr(layer, "prefix", None)
+    if prefix is None or not clients:
+        return None
+    return sum(client.zcard(prefix + cq_settings.CHANNEL) for client in clients.values())
+
+
 def redis_snapshot(clients):
     """Calls per command, summed over the layer's Redis servers."""
     calls = Counter()

@@ -42,11 +42,13 @@ def _rows(bench):
         ("latency", lambda b: _latency_rows(b, "busy")),
         ("idle", lambda b: _latency_rows(b, "idle")), ("stats", _stats_rows),
     ]
-    # The enqueue rows are flagged one by one, each for its own method.
-    rows = _enqueue_rows(bench) if "enqueue" in selected else []
+    rows = []
     for name, section in sections:
         if name in selected:
             rows += _flag_warnings(bench, name, section(bench))
+        if name == "calibrate" and "enqueue" in selected:
+            # The enqueue rows are flagged one by one, each for its own method.
+            rows += _enqueue_rows(bench)
     rows += [
         ("cq warnings logged by the producer (e.g. doorbell sends that failed)",
          f"{bench.warnings.total():,}", "records"),
@@ -206,13 +208,15 @@ def _footer(bench):
 
 def _server_version():
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute("SHOW server_version")
-        elif connection.vendor == "sqlite":
+        if connection.vendor == "sqlite":
             cursor.execute("SELECT sqlite_version()")
-        else:
+            return cursor.fetchone()[0]
+        if connection.vendor != "postgresql":
             return "?"
-        return cursor.fetchone()[0]
+        cursor.execute("SHOW server_version")
+        version = cursor.fetchone()[0]
+        cursor.execute("SHOW autovacuum")
+        return f"{version} (autovacuum {cursor.fetchone()[0]}; the bench vacuums its tables)"
 
 
 def _version(package):

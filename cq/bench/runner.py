@@ -77,7 +77,7 @@ class Bench:
         self.check()
         self.load_at_start = ", ".join(f"{load:.2f}" for load in os.getloadavg())
         self.redis_clients_at_start = probes.redis_clients_connected(probes.layer_redis_clients())
-        private = None if self.metrics_url else metrics.PrivateRedis()
+        private = None if self.metrics_url else _private_redis()
         os.environ[metrics.ENV_URL] = self.metrics_url or private.url
         os.environ[metrics.ENV_PREFIX] = f"cqbench:{os.getpid()}:"
         previous = _install_signal_handlers(self.time_limit + 60)
@@ -187,6 +187,13 @@ class Bench:
         if not values:
             return None
         return statistics.median(values), min(values), max(values)
+
+
+def _private_redis():
+    try:
+        return metrics.PrivateRedis()
+    except (FileNotFoundError, RuntimeError) as exc:
+        raise BenchError(str(exc)) from exc
 
 
 def _install_signal_handlers(alarm_after):

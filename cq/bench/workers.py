@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import cq
@@ -100,8 +101,22 @@ class Pool:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
-        self.stop()
+    def __exit__(self, exc_type, exc, traceback):
+        try:
+            if exc_type is None:
+                self.wait_channel_empty()
+        finally:
+            self.stop()
+
+    def wait_channel_empty(self, timeout=10.0):
+        """Let the workers take every doorbell left in the channel (duplicates
+        the sweeper rang), so that none spills into the next scenario."""
+        clients = probes.layer_redis_clients()
+        deadline = min(time.monotonic() + timeout, self.bench.deadline)
+        while time.monotonic() < deadline:
+            if not probes.channel_backlog(self.bench.layer, clients):
+                return
+            time.sleep(0.05)
 
     def wait_done(self, count):
         return metrics.wait_done(count, self.bench.deadline, self.workers)
