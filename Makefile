@@ -48,5 +48,10 @@ test-postgres: venv
 test-sqlite: venv
 	CQ_TEST_DB=sqlite $(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The benchmark on SQLite (docs/performance.md); BENCH_ARGS="--quick" for a smoke run.
+bench: venv
+	$(BIN)/python -m django migrate --settings=cq.bench.settings_sqlite --verbosity 0
+	$(BIN)/python -m django cq_bench --settings=cq.bench.settings_sqlite $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) $(VENV6) .pytest_cache example_project/db.sqlite3
