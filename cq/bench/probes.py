@@ -1,6 +1,7 @@
 """Counters read around a scenario: PostgreSQL's pg_stat_database, Redis's
 INFO commandstats on the channel layer's servers, a worker's memory."""
 
+import os
 import time
 from collections import Counter
 
@@ -24,6 +25,43 @@ def memory(pid):
         return {"rss": _kib(fields["VmRSS"]), "peak": _kib(fields["VmHWM"])}
     except KeyError:
         return None
+
+
+def cpu_snapshot(worker_pids):
+    """CPU seconds (user + system) used so far, by group: the bench's own
+    process (the producer), the given worker processes, every PostgreSQL and
+    every redis-server process on this machine (run the bench on a quiet one)."""
+    groups = Counter()
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            group = _cpu_group(int(pid), worker_pids)
+            if group:
+                groups[group] += _cpu_seconds(pid)
+    return groups
+
+
+def _cpu_group(pid, worker_pids):
+    if pid == os.getpid():
+        return "producer"
+    if pid in worker_pids:
+        return "workers"
+    try:
+        with open(f"/proc/{pid}/comm") as comm:
+            name = comm.read().strip()
+    except OSError:
+        return None
+    if name.startswith("postgres"):
+        return "postgres"
+    return "redis" if name.startswith("redis-server") else None
+
+
+def _cpu_seconds(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _kib(value):

@@ -110,6 +110,12 @@ def _end_to_end_rows(bench):
                      "(first enqueue→last completion)", _rate(bench, f"e2e.{count}"), "tasks/s"))
         rows.append((f"  .delay() rate meanwhile, {_procs(count)}",
                      _rate(bench, f"e2e_enqueue.{count}"), "tasks/s"))
+        cpu = ", ".join(
+            f"{group} {_num(bench, f'e2e_cpu.{count}.{group}', short=True)}"
+            for group in ("producer", "workers", "postgres", "redis")
+        )
+        rows.append((f"  CPU per task, {_procs(count)}: {cpu}; total",
+                     _num(bench, f"e2e_cpu.{count}.total"), "ms"))
     return rows
 
 

@@ -99,11 +99,18 @@ def end_to_end(bench, rep, processes):
     N / (last completion - first enqueue)."""
     with Pool(bench, processes) as pool:
         pool.warm_up(4 * processes)
+        pids = {worker.pid for worker in pool.workers}
+        cpu_before = probes.cpu_snapshot(pids)
         began = time.time()
         enqueue_seconds = enqueue("delay", bench.n)
         _, last = pool.wait_done(bench.n)
+        cpu_used = probes.cpu_snapshot(pids) - cpu_before
     bench.record(f"e2e.{processes}", bench.n / (last - began))
     bench.record(f"e2e_enqueue.{processes}", bench.n / enqueue_seconds)
+    # Where the machine's CPU went, per task: what bounds throughput on 2 cores.
+    for group in ("producer", "workers", "postgres", "redis"):
+        bench.record(f"e2e_cpu.{processes}.{group}", cpu_used[group] / bench.n * 1000)
+    bench.record(f"e2e_cpu.{processes}.total", sum(cpu_used.values()) / bench.n * 1000)
     delete_bench_rows()
 
 
