@@ -7,6 +7,7 @@ parent to see whether the parent is complete).
 
 import logging
 from datetime import timedelta
+from functools import partial
 
 from django.db import transaction
 from django.utils import timezone
@@ -109,7 +110,7 @@ def _after_final(task, followers):
     if followers:
         release_chained(task, list(Task.objects.filter(previous_id=task.pk, status=Task.STATUS_PENDING)))
     notify_parent(task)
-    _store_logs_if_tree_done(task)
+    _store_logs_when_tree_done(task)
 
 
 def _call_errorbacks(task):
@@ -124,16 +125,24 @@ def _call_errorbacks(task):
             )
 
 
-def _store_logs_if_tree_done(task):
+def _store_logs_when_tree_done(task):
     # A task that ran here and neither logged nor spawned anything has nothing
     # to collect: skip the cache round trip (the common, plain task).
     if task.root_id is None and not getattr(task, "_may_have_tree", True):
         return
-    top_id = task.top_id
-    if top_id != task.pk:
-        top_status = Task.objects.values_list("status", flat=True).get(pk=top_id)
+    # Logs are a follow-up, not part of the outcome: they are stored once the
+    # outcome has committed, in a transaction of their own, and a failure
+    # there (the cache unreachable) costs only the lines.
+    transaction.on_commit(partial(_store_logs, task.top_id))
+
+
+def _store_logs(top_id):
+    try:
+        top_status = Task.objects.values_list("status", flat=True).filter(pk=top_id).first()
         if top_status not in Task.STATUS_DONE:
             return
-    if Task.objects.filter(root_id=top_id, status__in=Task.STATUS_ACTIVE).exists():
-        return
-    logs.store(top_id)
+        if Task.objects.filter(root_id=top_id, status__in=Task.STATUS_ACTIVE).exists():
+            return
+        logs.store(top_id)
+    except Exception as exc:  # noqa: BLE001 - the outcome is committed; only lines are at stake
+        logger.warning("task log lines not stored top=%s error=%r", top_id, exc)

@@ -7,7 +7,7 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from . import doorbell, logs, registry, transitions
+from . import doorbell, logs, registry, storable, transitions
 from .completion import Discarded, finish, complete_if_ready, wait_for_subtasks
 from .exceptions import CQError, UnknownTaskError
 from .models import Task, check_json
@@ -72,7 +72,9 @@ def _record_return(task, value):
         try:
             check_json(value, "result")
         except CQError as exc:
-            raise CQError(f"{task.func_name} returned a value that is not JSON: {exc}") from exc
+            raise CQError(
+                f"{task.func_name} returned a value that is not JSON the database can store: {exc}"
+            ) from exc
         result = value
     if getattr(task, "_may_have_tree", False):
         # This update locks our row after any child row we touched (lock order:
@@ -113,8 +115,7 @@ def _chained_after(returned, task):
 
 
 def _record_error(task, task_function, exc):
-    error = f"{type(exc).__name__}: {exc}"
-    trace = "".join(tb.format_exception(exc))
+    error, trace = describe_error(exc)
     with transaction.atomic():
         if not isinstance(exc, CQError) and task_function is not None and \
                 task_function.should_retry(exc, task.retries):
@@ -125,6 +126,16 @@ def _record_error(task, task_function, exc):
             finish(task, Task.STATUS_FAILURE, error=error, traceback=trace)
         except Discarded:
             logger.info("task failure discarded id=%s status changed while running", task.pk)
+
+
+def describe_error(exc):
+    """(error, traceback) of `exc` as text the database can store."""
+    try:
+        message = str(exc)
+    except Exception:  # noqa: BLE001 - a broken __str__ must not cost the outcome
+        message = f"<unprintable {type(exc).__name__}>"
+    error = f"{type(exc).__name__}: {message}"
+    return storable.text(error), storable.text("".join(tb.format_exception(exc)))
 
 
 def _schedule_retry(task, task_function, error, trace):

@@ -1,6 +1,5 @@
 """cq's tables. The row is the truth; a channel message only says "look at row X"."""
 
-import json
 import logging
 import uuid
 from datetime import timedelta
@@ -12,7 +11,8 @@ from django.utils import timezone
 
 from . import doorbell, registry, transitions
 from .conf import settings as cq_settings
-from .exceptions import DuplicateSubmitError, InvalidTaskOption, SerializationError
+from .exceptions import DuplicateSubmitError, InvalidTaskOption
+from .storable import check_json
 
 logger = logging.getLogger(__name__)
 
@@ -453,15 +453,6 @@ _DELAY_FIELDS = {
     "parent", "previous", "root_id", "run_after", "countdown", "result_ttl",
     "force_chain", "repeating_task",
 }
-
-
-def check_json(value, what):
-    """Raise SerializationError (a TypeError) unless `value` can be stored as JSON."""
-    try:
-        # allow_nan=False: PostgreSQL's jsonb refuses NaN and Infinity.
-        json.dumps(value, cls=DjangoJSONEncoder, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise SerializationError(f"task {what} must be JSON serialisable: {exc}") from exc
 
 
 def delay(fn_or_name, args=(), kwargs=None, submit=True, **fields):

@@ -17,7 +17,7 @@ back) because its attempt is no longer the current one.
 import logging
 from datetime import UTC, timedelta
 
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 
 from . import doorbell, registry
 from .completion import Discarded, finish
@@ -34,10 +34,19 @@ KEEP_DEAD_WORKERS = 3600
 
 
 def sweep(worker, now):
-    """Recover the orphaned RUNNING tasks; returns how many were requeued or lost."""
+    """Recover the orphaned RUNNING tasks; returns how many were requeued or lost.
+
+    Each task is recovered on its own: one row the database refuses to change
+    is logged and passed over, and never holds up the recovery of the others.
+    An unreachable database stops the round (housekeeping backs off)."""
     recovered = 0
     for task, reason in orphans(worker, now):
-        recovered += recover(task, reason)
+        try:
+            recovered += recover(task, reason)
+        except (OperationalError, InterfaceError):
+            raise
+        except Exception:
+            logger.exception("task not recovered id=%s name=%s", task.pk, task.func_name)
     return recovered
 
 
@@ -74,7 +83,8 @@ def _untracked(worker, now):
     running = worker.running_ids()
     reason = (
         f"WorkerLost: worker {worker.name} could not record this task's outcome "
-        f"(database or cache unreachable; noticed {_when(now)})"
+        f"(database unreachable, or the write failed: see that worker's log; "
+        f"noticed {_when(now)})"
     )
     return [(task, reason) for task in mine if str(task.pk) not in running]
 

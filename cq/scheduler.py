@@ -16,7 +16,7 @@ migration gets from `apps.get_model()`.
 
 import logging
 
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
 from . import registry
@@ -117,7 +117,19 @@ def tick(now=None):
     now = now or timezone.now()
     launched = []
     for repeating in due(now):
-        task = dispatch(repeating, now)
+        try:
+            task = dispatch(repeating, now)
+        except (CQError, TypeError, ValueError) as exc:
+            # Arguments stored without the checks (raw SQL, an old row) would
+            # fail on every tick: park the row, and launch the others.
+            _park(repeating, exc)
+            continue
+        except (OperationalError, InterfaceError):
+            raise
+        except Exception:
+            logger.exception("repeating task not launched id=%s name=%s",
+                             repeating.pk, repeating.func_name)
+            continue
         if task is not None:
             launched.append(task)
     return launched
@@ -221,10 +233,11 @@ def _runnable_here(repeating):
 
 
 def _park(repeating, exc):
-    # A schedule stored without validation (raw SQL, an old row) would fail on
-    # every tick: clear its next run, so it shows as not scheduled in the admin.
+    # A schedule or arguments stored without validation (raw SQL, an old row)
+    # would fail on every tick: clear its next run, so it shows as not
+    # scheduled in the admin.
     RepeatingTask.objects.filter(pk=repeating.pk, next_run=repeating.next_run).update(
         next_run=None
     )
-    logger.error("repeating task has an invalid schedule, not scheduled id=%s error=%s",
-                 repeating.pk, exc)
+    logger.error("repeating task has an invalid schedule or arguments, not scheduled "
+                 "id=%s error=%s", repeating.pk, exc)

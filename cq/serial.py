@@ -8,7 +8,6 @@ them, so code that passes tests in serial mode passes them with workers too.
 """
 
 import logging
-import traceback as tb
 import uuid
 from contextlib import nullcontext
 
@@ -183,9 +182,10 @@ class SerialTask:
         return dict(Task.STATUS_CHOICES)[self.status]
 
     def _fail(self, exc):
+        from .execution import describe_error
+
         self.status = _status("FAILURE")
-        self.error = f"{type(exc).__name__}: {exc}"
-        self.traceback = "".join(tb.format_exception(exc))
+        self.error, self.traceback = describe_error(exc)
 
     def _after_final(self):
         self._publish_logs()

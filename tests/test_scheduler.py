@@ -325,6 +325,17 @@ def test_a_stored_invalid_schedule_is_parked_and_the_others_still_run(caplog):
 
 
 @pytest.mark.django_db
+def test_stored_arguments_that_cannot_be_launched_are_parked_and_the_others_still_run(caplog):
+    broken = repeating("* * * * *")
+    RepeatingTask.objects.filter(pk=broken.pk).update(args={"not": "a list"})
+    repeating("0 3 * * *")
+    with caplog.at_level(logging.ERROR, logger="cq.scheduler"):
+        assert len(scheduler.tick(NOW)) == 1
+    assert RepeatingTask.objects.get(pk=broken.pk).next_run is None
+    assert "invalid schedule or arguments" in caplog.text
+
+
+@pytest.mark.django_db
 def test_an_unknown_task_name_is_left_for_a_worker_that_knows_it():
     task = repeating("* * * * *")
     RepeatingTask.objects.filter(pk=task.pk).update(func_name="shop.tasks.from_a_newer_release")

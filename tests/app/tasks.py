@@ -262,3 +262,40 @@ def spin(cqt, seconds):
 @task
 def raise_keyboard_interrupt(cqt):
     raise KeyboardInterrupt
+
+
+# Text PostgreSQL cannot store as is: a NUL character, a lone surrogate.
+BAD_TEXT = {"nul": "a\x00b", "surrogate": "a\ud800b"}
+
+
+@task
+def log_bad_text(cqt, kind, seconds=0):
+    """Logs a line the database cannot store as is, then sleeps."""
+    cqt.log(BAD_TEXT[kind])
+    time.sleep(seconds)
+    return kind
+
+
+@task
+def raise_bad_text(cqt, kind):
+    raise ValueError(BAD_TEXT[kind])
+
+
+@task
+def return_bad_text(cqt, kind):
+    return BAD_TEXT[kind]
+
+
+@task
+def write_log_and_wait(cqt, text, seconds):
+    """Writes a Note and logs, waits, logs again (while the test breaks the cache)."""
+    Note.objects.create(text=text)
+    cqt.log(f"{text} started")
+    time.sleep(seconds)
+    cqt.log(f"{text} done")
+    return text
+
+
+@task
+def spawn_bad_text(cqt):
+    cqt.subtask(echo, (BAD_TEXT["nul"],))
