@@ -1,8 +1,11 @@
 """What follows a task's final status: its chain, its parent, its errorbacks, its logs.
 
-Lock order, to stay free of deadlocks between workers: a child's row is always
-locked before its parent's (a finishing child updates itself, then locks the
-parent to see whether the parent is complete).
+Lock order, the one rule every path follows to stay free of deadlocks: a
+subtask's row before its parent's, and a task's row before the rows of the
+tasks chained after it. A finishing task updates itself, then its followers
+(`release_chained`), then locks its parent to see whether the parent is
+complete, and finishing the parent goes on the same way upwards. `revoke()`
+locks a whole tree in that order too, deepest subtasks first (cq/revoking.py).
 """
 
 import logging

@@ -19,7 +19,11 @@ def run_task(task_id, worker=""):
     """Claim and run the task `task_id`; return it, or None if it was not
     claimable (already claimed, revoked, not due, or gone)."""
     task = claim(task_id, worker)
-    if task is not None:
+    if task is None:
+        return None
+    if task.parent_id is not None and _parent_revoked(task):
+        _revoke_orphan(task)
+    else:
         execute(task)
     return task
 
@@ -33,6 +37,25 @@ def claim(task_id, worker=""):
     if task is None:
         logger.debug("task not claimable id=%s", task_id)
     return task
+
+
+def _parent_revoked(task):
+    # A running parent can still commit subtasks after revoke() read its tree
+    # (a non-atomic parent at any time, an atomic one just before revoke took
+    # its row); revoke leaves them to this check rather than lock them out of order.
+    return Task.objects.filter(pk=task.parent_id, status=Task.STATUS_REVOKED).exists()
+
+
+def _revoke_orphan(task):
+    """A claimed subtask of a REVOKED task: it does not run; it ends REVOKED,
+    and its chained tasks are revoked as after any outcome but success."""
+    logger.info("task not run id=%s parent=%s revoked", task.pk, task.parent_id)
+    try:
+        with transaction.atomic():
+            error = f"revoked: its parent {task.parent_id} was revoked"
+            finish(task, Task.STATUS_REVOKED, error=error)
+    except Discarded:
+        logger.info("task outcome discarded id=%s status changed while running", task.pk)
 
 
 def execute(task):

@@ -277,16 +277,15 @@ class Task(models.Model):
     def revoke(self):
         """Mark this task, its subtasks and its chained tasks REVOKED: none of
         them will start. A task already running finishes, but its outcome is
-        discarded (and an atomic task's writes are rolled back)."""
+        discarded (and an atomic task's writes are rolled back).
+
+        Works inside the caller's transaction; the revoked rows stay locked
+        until it commits. See `cq.revoking` for the lock order."""
         from .completion import notify_parent
+        from .revoking import revoke_tree
 
         with transaction.atomic():
-            ids = _tree_ids([self.pk])
-            Task.objects.filter(pk__in=ids, status__in=self.STATUS_ACTIVE).update(
-                status=self.STATUS_REVOKED, finished=timezone.now(), error="revoked"
-            )
-            for task_id in ids:
-                doorbell.announce_on_commit(task_id)
+            revoke_tree(self.pk)
             self.refresh_from_db()
             notify_parent(self)
         return self
@@ -526,15 +525,3 @@ def _run_after(run_after, countdown):
     if run_after is not None and timezone.is_naive(run_after):
         raise InvalidTaskOption(f"run_after must be an aware datetime, got {run_after!r}")
     return run_after
-
-
-def _tree_ids(ids):
-    """`ids` and every task below them: subtasks and chained tasks, any depth."""
-    found, frontier = set(ids), list(ids)
-    while frontier:
-        below = Task.objects.filter(
-            models.Q(parent__in=frontier) | models.Q(previous__in=frontier)
-        ).values_list("pk", flat=True)
-        frontier = [pk for pk in below if pk not in found]
-        found.update(frontier)
-    return found

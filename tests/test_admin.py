@@ -1,4 +1,5 @@
-"""The admin pages, through Django's test client as a logged-in superuser."""
+"""The admin pages, through Django's test client as a logged-in superuser (or a
+staff user with only some permissions)."""
 
 import uuid
 from datetime import timedelta
@@ -225,3 +226,51 @@ def test_a_task_name_no_longer_registered_stays_visible_and_is_refused(admin_cli
     assert "no @task is registered as 'shop.tasks.removed'" in " ".join(
         response.context["adminform"].form.errors["func_name"]
     )
+
+
+# ---- permissions
+
+def staff_client(client, *codenames):
+    """A client logged in as a staff user with only these cq permissions."""
+    from django.contrib.auth.models import Permission, User
+
+    user = User.objects.create_user("staff", password="x", is_staff=True)
+    user.user_permissions.set(Permission.objects.filter(
+        content_type__app_label="cq", codename__in=codenames,
+    ))
+    client.force_login(user)
+    return client
+
+
+def offered_actions(response):
+    form = response.context["action_form"]  # None when no action is offered
+    return [] if form is None else [name for name, _ in form.fields["action"].choices if name]
+
+
+@pytest.mark.parametrize("action", ["run_now", "enable", "disable"])
+def test_a_view_only_user_can_neither_see_nor_use_the_actions(client, action):
+    viewer = staff_client(client, "view_repeatingtask")
+    enabled = RepeatingTask.schedule("0 3 * * *", tasks.add, (1, 2))
+    disabled = RepeatingTask.schedule("0 4 * * *", tasks.add, (1, 2), enabled=False)
+    listing = viewer.get(REPEATING_LIST)
+    assert listing.status_code == 200
+    assert offered_actions(listing) == []
+    response = run_action(viewer, action, [enabled, disabled])
+    assert response.status_code == 200 and not messages_of(response)
+    assert not Task.objects.exists()
+    assert list(RepeatingTask.objects.order_by("func_name", "crontab").values_list(
+        "enabled", flat=True)) == [True, False]
+
+
+def test_a_user_with_change_permission_can_use_the_actions(client):
+    editor = staff_client(client, "view_repeatingtask", "change_repeatingtask")
+    task = RepeatingTask.schedule("0 3 * * *", tasks.add, (1, 2))
+    assert set(offered_actions(editor.get(REPEATING_LIST))) == {"run_now", "enable", "disable"}
+    assert "1 repeating task launched." in messages_of(run_action(editor, "run_now", [task]))
+    assert "1 repeating task disabled." in messages_of(run_action(editor, "disable", [task]))
+    assert Task.objects.filter(repeating_task=task).count() == 1
+
+
+def test_the_task_list_offers_no_action_even_to_a_superuser(admin_client):
+    tasks.add.delay(1, 2)
+    assert offered_actions(admin_client.get(TASK_LIST)) == []

@@ -64,6 +64,8 @@ class RepeatingTaskAdmin(admin.ModelAdmin):
     ]
     list_filter = ["enabled", "coalesce"]
     search_fields = ["func_name", "crontab"]
+    # Each action changes the schedule or launches a run: it needs the change
+    # permission, as the change form does (a viewer sees no action at all).
     actions = ["run_now", "enable", "disable"]
     readonly_fields = ["description", "upcoming_runs", "last_run", "next_run", "runs"]
     fieldsets = [
@@ -104,7 +106,7 @@ class RepeatingTaskAdmin(admin.ModelAdmin):
             ngettext("%(count)d task", "%(count)d tasks", count) % {"count": count},
         )
 
-    @admin.action(description="Run the selected repeating tasks now")
+    @admin.action(description="Run the selected repeating tasks now", permissions=["change"])
     def run_now(self, request, queryset):
         launched = 0
         for repeating in queryset:
@@ -118,14 +120,14 @@ class RepeatingTaskAdmin(admin.ModelAdmin):
             "%(count)d repeating task launched.", "%(count)d repeating tasks launched.", launched,
         ), launched)
 
-    @admin.action(description="Enable the selected repeating tasks")
+    @admin.action(description="Enable the selected repeating tasks", permissions=["change"])
     def enable(self, request, queryset):
         count = scheduler.enable(queryset)
         self._report(request, ngettext(
             "%(count)d repeating task enabled.", "%(count)d repeating tasks enabled.", count,
         ), count)
 
-    @admin.action(description="Disable the selected repeating tasks")
+    @admin.action(description="Disable the selected repeating tasks", permissions=["change"])
     def disable(self, request, queryset):
         count = scheduler.disable(queryset)
         self._report(request, ngettext(

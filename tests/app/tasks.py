@@ -299,3 +299,29 @@ def write_log_and_wait(cqt, text, seconds):
 @task
 def spawn_bad_text(cqt):
     cqt.subtask(echo, (BAD_TEXT["nul"],))
+
+
+@task
+def nap_child(cqt, seconds):
+    time.sleep(seconds)
+    return seconds
+
+
+@task
+def spawn_naps(cqt, count, seconds):
+    """A parent of `count` subtasks that each sleep `seconds`."""
+    for _ in range(count):
+        cqt.subtask(nap_child, (seconds,))
+    return count
+
+
+@task(atomic=False)
+def spawn_after_flag(cqt, flag, count):
+    """Not atomic: waits (15 s at most) until the test sets `flag` in the cache,
+    then spawns `count` subtasks, each committed at once."""
+    deadline = time.monotonic() + 15
+    while not cache.get(flag) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    for n in range(count):
+        cqt.subtask(record_run, (f"late child {n}",))
+    return count
