@@ -137,7 +137,7 @@ def test_one_row_the_database_refuses_does_not_stop_the_recovery_of_the_others(c
 def test_killed_worker_with_a_task_that_logged_a_nul_has_all_its_tasks_recovered(start_worker):
     victim = start_worker("--concurrency", "4", env=FAST)
     ids = [tasks.log_bad_text.delay("nul", 300).pk]
-    ids += [tasks.sleep.delay(300).pk for _ in range(3)]
+    ids += [tasks.nap.delay(300).pk for _ in range(3)]
     wait_until(lambda: statuses(ids) == {Task.STATUS_RUNNING: 4}, 30, message="all claimed")
     wait_until(lambda: logs.buffered(ids[0]), 30, message="the line buffered")
     victim.kill()
@@ -151,14 +151,16 @@ def test_killed_worker_with_a_task_that_logged_a_nul_has_all_its_tasks_recovered
 @pytest.mark.slow
 def test_atomic_tasks_that_log_through_a_redis_outage_succeed_with_their_writes(
         start_worker, private_redis):
+    # On SQLite an atomic task holds the write lock while it runs: one at a time.
+    count = 4 if POSTGRES else 1
     worker = start_worker("--concurrency", "4", env={**FAST, **private_redis.env})
-    ids = [tasks.write_log_and_wait.delay(f"outage {n}", 3).pk for n in range(4)]
-    wait_until(lambda: statuses(ids) == {Task.STATUS_RUNNING: 4}, 30, message="all running")
+    ids = [tasks.write_log_and_wait.delay(f"outage {n}", 3).pk for n in range(count)]
+    wait_until(lambda: statuses(ids) == {Task.STATUS_RUNNING: count}, 30, message="all running")
     wait_until(lambda: all(logs.buffered(pk) for pk in ids), 30, message="first lines")
     private_redis.stop()
     time.sleep(5)  # the tasks log their last line and finish while Redis is down
     private_redis.start()
     wait_until(lambda: not unfinished(ids), 60, message="all done")
-    assert statuses(ids) == {Task.STATUS_SUCCESS: 4}, errors(ids)
-    assert Note.objects.filter(text__startswith="outage ").count() == 4
+    assert statuses(ids) == {Task.STATUS_SUCCESS: count}, errors(ids)
+    assert Note.objects.filter(text__startswith="outage ").count() == count
     assert "task log lines dropped" in worker.output()
