@@ -69,7 +69,7 @@ async def bounded(awaitable, what, extra=0.0):
     seconds = cq_settings.REDIS_TIMEOUT + extra
     try:
         return await asyncio.wait_for(awaitable, seconds)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise RedisTimeoutError(f"no answer from Redis to {what} within {seconds:g}s") from None
 
 

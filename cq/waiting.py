@@ -125,7 +125,7 @@ class FinishedHub:
             await asyncio.wait_for(
                 asyncio.shield(self._confirmed[channel]), cq_settings.REDIS_TIMEOUT
             )
-        except asyncio.TimeoutError:
+        except TimeoutError:
             # No answer: the connection is presumed dead; the next wait opens another.
             self._reset(ConnectionError("pub/sub subscription not confirmed in time"))
             raise
