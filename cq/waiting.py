@@ -141,10 +141,11 @@ class FinishedHub:
     def _forget(self, channel, event):
         events = self._events.get(channel, set())
         events.discard(event)
-        if not events and self._pubsub is not None:
+        if not events:
             self._events.pop(channel, None)
             self._confirmed.pop(channel, None)
-            asyncio.get_running_loop().create_task(_unsubscribe(self._pubsub, channel))
+            if self._pubsub is not None:
+                asyncio.get_running_loop().create_task(_unsubscribe(self._pubsub, channel))
 
     def _connection(self, layer):
         if self._pubsub is None:
