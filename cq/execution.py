@@ -35,15 +35,6 @@ def claim(task_id, worker=""):
     return task
 
 
-def oldest_queued_id():
-    """The id of the oldest QUEUED task that is due, or None: what a worker
-    claims when a message named nothing it could claim (see Worker._run_oldest)."""
-    return (
-        Task.objects.filter(status=Task.STATUS_QUEUED, run_after__isnull=True)
-        .order_by("submitted").values_list("pk", flat=True).first()
-    )
-
-
 def execute(task):
     """Run a claimed (RUNNING) task and record SUCCESS, WAITING, RETRY or FAILURE."""
     task._may_have_tree = False
@@ -153,3 +144,12 @@ def _schedule_retry(task, task_function, error, trace):
     )
     if not countdown:
         doorbell.ring_on_commit([task.pk])
+
+
+def oldest_queued_id():
+    """The id of the oldest QUEUED task that is due, or None: what a worker
+    claims when a message named nothing it could claim (see Worker._run_oldest)."""
+    return (
+        Task.objects.filter(status=Task.STATUS_QUEUED, run_after__isnull=True)
+        .order_by("submitted").values_list("pk", flat=True).first()
+    )
