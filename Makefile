@@ -1,7 +1,8 @@
 # Two commands do all set-up on a fresh machine:
 #   make demo   - the example project on SQLite (real workers if Redis is up)
 #   make test   - the test suite on PostgreSQL and on SQLite, with real Redis,
-#                 then on Django 6 (Python 3.12) and PostgreSQL when a 3.12 exists
+#                 then on Django 6 (Python 3.12) and PostgreSQL when a 3.12 exists,
+#                 then the channels-redis contract on its oldest and newest versions
 PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -9,7 +10,14 @@ PYTHON312 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12
 VENV6 ?= .venv-django6
 BIN6 := $(VENV6)/bin
 
-.PHONY: demo test test-postgres test-sqlite test-django6 bench venv clean
+# The channels-redis versions setup.py allows ("channels-redis>=4.3,<5"): cq
+# reads its internals, so both ends run tests/test_channels_redis_contract.py.
+CHANNELS_REDIS_OLDEST ?= channels-redis==4.3.0
+CHANNELS_REDIS_NEWEST ?= channels-redis>=4.3,<5
+CONTRACT_VENVS := .venv-contract-oldest .venv-contract-newest
+CONTRACT_SUFFIX ?= $(or $(CQ_TEST_SUFFIX),contract)
+
+.PHONY: demo test test-postgres test-sqlite test-django6 test-contract bench venv clean
 
 $(BIN)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +35,7 @@ test: venv
 	CQ_TEST_DB=postgres $(BIN)/python -m pytest $(PYTEST_ARGS)
 	CQ_TEST_DB=sqlite $(BIN)/python -m pytest $(PYTEST_ARGS)
 	$(MAKE) test-django6
+	$(MAKE) test-contract
 
 $(BIN6)/.installed: setup.py
 	$(PYTHON312) -m venv $(VENV6)
@@ -42,6 +51,24 @@ else
 	CQ_TEST_DB=postgres CQ_TEST_SUFFIX=dj6 $(BIN6)/python -m pytest $(PYTEST_ARGS)
 endif
 
+.venv-contract-oldest/.installed: setup.py
+	$(PYTHON) -m venv .venv-contract-oldest
+	.venv-contract-oldest/bin/pip install --quiet -e ".[test]" "$(CHANNELS_REDIS_OLDEST)"
+	touch $@
+
+.venv-contract-newest/.installed: setup.py
+	$(PYTHON) -m venv .venv-contract-newest
+	.venv-contract-newest/bin/pip install --quiet --upgrade -e ".[test]" "$(CHANNELS_REDIS_NEWEST)"
+	touch $@
+
+# Fast: one file, on SQLite, per channels-redis version.
+test-contract: $(addsuffix /.installed,$(CONTRACT_VENVS))
+	for venv in $(CONTRACT_VENVS); do \
+		$$venv/bin/python -c "import importlib.metadata as m; print('$$venv: channels-redis', m.version('channels-redis'))" && \
+		CQ_TEST_DB=sqlite CQ_TEST_SUFFIX=$(CONTRACT_SUFFIX) $$venv/bin/python -m pytest -q \
+			tests/test_channels_redis_contract.py || exit 1; \
+	done
+
 test-postgres: venv
 	CQ_TEST_DB=postgres $(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -54,4 +81,4 @@ bench: venv
 	$(BIN)/python -m django cq_bench --settings=cq.bench.settings_sqlite $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) $(VENV6) .pytest_cache example_project/db.sqlite3
+	rm -rf $(VENV) $(VENV6) $(CONTRACT_VENVS) .pytest_cache example_project/db.sqlite3

@@ -4,8 +4,8 @@ The feeder reads it to ring only rows that have no doorbell waiting, and no
 more of them than the channel has room for; `cq_status` shows the depth. It
 reads channels-redis' own keys (a sorted set named prefix + channel, scored by
 send time, and its `$inflight` backup set) with plain synchronous clients, so
-housekeeping threads need no event loop, and with a finite socket timeout, so
-a hung Redis cannot hang them.
+housekeeping threads need no event loop, and with CQ_REDIS_TIMEOUT as their
+socket timeout, so a hung Redis cannot hang them.
 """
 
 import logging
@@ -21,9 +21,6 @@ from .conf import settings as cq_settings
 from .transport import is_redis
 
 logger = logging.getLogger(__name__)
-
-# Seconds an inspection may wait for Redis.
-SOCKET_TIMEOUT = 5.0
 
 _clients = weakref.WeakKeyDictionary()
 
@@ -81,7 +78,9 @@ def _clients_for(layer):
 
 def _client(host):
     """A synchronous client for one channels-redis `hosts` entry."""
-    options = {**host, "socket_timeout": SOCKET_TIMEOUT, "socket_connect_timeout": SOCKET_TIMEOUT}
+    # An inspection waits for Redis no longer than any other cq operation.
+    timeout = cq_settings.REDIS_TIMEOUT
+    options = {**host, "socket_timeout": timeout, "socket_connect_timeout": timeout}
     if "address" in options:
         return redis.Redis.from_url(options.pop("address"), **options)
     if "master_name" in options:

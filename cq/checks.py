@@ -34,20 +34,58 @@ def check_channel_layer(app_configs, **kwargs):
         )]
     config = layers[alias].get("CONFIG", {})
     for host in config.get("hosts", []):
-        if isinstance(host, dict) and host.get("socket_timeout", 5) is not None:
+        problem = _host_timeout_problem(host)
+        if problem:
             return [checks.Warning(
-                "a host of the cq channel layer has a socket timeout: an idle worker's "
-                "blocking receive then fails every few seconds (redis-py's default is 5 s).",
-                hint="Give the host \"socket_timeout\": None, e.g. "
-                "{\"address\": \"redis://127.0.0.1:6379/0\", \"socket_timeout\": None}.",
+                f"cq channel layer host {_address(host)!r} {problem}",
+                hint="Give the host a socket timeout above channels-redis' 5 s blocking "
+                "receive, e.g. {\"address\": \"redis://127.0.0.1:6379/0\", "
+                "\"socket_timeout\": 10}. cq's own operations have deadlines "
+                "(CQ_REDIS_TIMEOUT) whatever this is.",
                 id="cq.W001",
             )]
-        if not isinstance(host, dict):
-            return [checks.Warning(
-                f"cq channel layer host {host!r} uses redis-py's 5 s socket timeout.",
-                hint="Write it as {\"address\": ..., \"socket_timeout\": None}.",
-                id="cq.W001",
-            )]
+    return []
+
+
+# channels-redis' own `receive` blocks this long on Redis (BZPOPMIN).
+CHANNELS_REDIS_BLOCK = 5
+
+
+def _host_timeout_problem(host):
+    """Why this host's socket timeout is wrong for the other users of the
+    layer (stock consumers, group sends), or "" if it is fine."""
+    timeout = host.get("socket_timeout", CHANNELS_REDIS_BLOCK) if isinstance(host, dict) \
+        else CHANNELS_REDIS_BLOCK
+    if timeout is None:
+        return ("has no socket timeout: on a half-open connection (a crashed host, a "
+                "partition) anything on the layer but cq hangs until TCP keepalive gives up.")
+    if timeout <= CHANNELS_REDIS_BLOCK:
+        return (f"has a socket timeout of {timeout}s (redis-py's default is 5 s): "
+                "channels-redis' blocking receive waits 5 s, so a stock consumer on "
+                "this layer fails whenever it is idle (channels_redis issue 422).")
+    return ""
+
+
+def _address(host):
+    if isinstance(host, dict):
+        return host.get("address") or host.get("master_name") or host
+    return host
+
+
+@checks.register()
+def check_cache_timeout(app_configs, **kwargs):
+    # Task logs go through this cache; with no socket timeout a half-open
+    # Redis connection would hang the task thread that writes them.
+    cache = getattr(settings, "CACHES", {}).get(cq_settings.CACHE, {})
+    if not cache.get("BACKEND", "").endswith("RedisCache"):
+        return []
+    if cache.get("OPTIONS", {}).get("socket_timeout") is None:
+        return [checks.Warning(
+            f"the cq cache {cq_settings.CACHE!r} is a Redis cache without a socket timeout.",
+            hint="Add \"OPTIONS\": {\"socket_timeout\": 5, \"socket_connect_timeout\": 5} "
+            "to it.",
+            id="cq.W004",
+        )]
     return []
 
 

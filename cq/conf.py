@@ -29,6 +29,11 @@ DEFAULTS = {
     # Seconds a QUEUED task may wait with no doorbell in the channel before the
     # sweeper rings it again (lost message, ChannelFull, Redis restarted empty).
     "REQUEUE_AFTER": 10.0,
+    # Seconds cq waits for Redis to answer one operation on the channel layer
+    # (a blocking pop: its block time plus this). A half-open connection (a
+    # crashed host, a partition) otherwise hangs until TCP keepalive gives up,
+    # hours later; on the deadline the connection is dropped and replaced.
+    "REDIS_TIMEOUT": 5.0,
     # Whether `runworker cq-tasks` runs the cron scheduler tick by default.
     "SCHEDULER": True,
 }

@@ -8,10 +8,15 @@ from channels.db import database_sync_to_async
 
 from .conf import settings as cq_settings
 from .execution import run_task
+from .outages import Throttled
 
 __all__ = ["CQConsumer", "handle_message", "run_task"]
 
 logger = logging.getLogger(__name__)
+
+# A flood of junk on the channel must not become a flood of log lines.
+_malformed = Throttled(logger)
+_unknown = Throttled(logger)
 
 
 def handle_message(message, worker=""):
@@ -50,12 +55,12 @@ class CQConsumer(SyncConsumer):
 
 def _task_id(message):
     if not isinstance(message, dict) or message.get("type") != "run_task":
-        logger.warning("malformed message skipped message=%r", message)
+        _malformed.warning("malformed message skipped message=%r", message)
         return None
     try:
         return uuid.UUID(str(message["task_id"]))
     except (KeyError, ValueError):
-        logger.warning("malformed message skipped message=%r", message)
+        _malformed.warning("malformed message skipped message=%r", message)
         return None
 
 
@@ -64,6 +69,6 @@ def _explain_unclaimed(task_id):
 
     status = Task.objects.filter(pk=task_id).values_list("status", flat=True).first()
     if status is None:
-        logger.warning("message for unknown task skipped id=%s", task_id)
+        _unknown.warning("message for unknown task skipped id=%s", task_id)
     else:
         logger.debug("task not claimable id=%s status=%s", task_id, status)

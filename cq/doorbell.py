@@ -11,6 +11,8 @@ the caller does not wait for Redis. A worker process hands its own loop over
 
 On a channels-redis layer a ring of any number of tasks is one Redis round
 trip (`transport.send_many`); any other layer gets plain `layer.send` calls.
+Each send has a deadline (CQ_REDIS_TIMEOUT): one that misses it fails like any
+other, so the sender is never stuck behind a hung connection.
 """
 
 import asyncio
@@ -74,9 +76,15 @@ class Doorbell:
         if task_ids:
             self._enqueue(self._finished, task_ids)
 
-    def run(self, coroutine, timeout=10.0):
-        """Run a coroutine on the doorbell loop and return its result (from another thread)."""
-        return asyncio.run_coroutine_threadsafe(coroutine, self._get_loop()).result(timeout)
+    def run(self, coroutine, timeout):
+        """Run a coroutine on the doorbell loop and return its result (from
+        another thread); after `timeout` seconds cancel it and raise TimeoutError."""
+        future = asyncio.run_coroutine_threadsafe(coroutine, self._get_loop())
+        try:
+            return future.result(timeout)
+        except TimeoutError:
+            future.cancel()
+            raise
 
     def submit(self, coroutine):
         """Run a coroutine on the doorbell loop without waiting for it."""
@@ -163,7 +171,7 @@ async def _publish_finished(layer, task_ids):
         async with layer.connection(0).pipeline(transaction=False) as pipe:
             for task_id in task_ids:
                 pipe.publish(done_channel(layer, task_id), "1")
-            await pipe.execute()
+            await transport.bounded(pipe.execute(), "PUBLISH")
     except Exception as exc:
         # Waiters read the row again every second: a lost message only slows them.
         logger.info("could not announce finished tasks count=%s error=%r", len(task_ids), exc)

@@ -178,3 +178,12 @@ def _schedule_retry(task, task_function, error, trace):
     )
     if not countdown:
         doorbell.ring_on_commit([task.pk])
+
+
+def oldest_queued_id():
+    """The id of the oldest QUEUED task that is due, or None: what a worker
+    claims when a message named nothing it could claim (see Worker._run_oldest)."""
+    return (
+        Task.objects.filter(status=Task.STATUS_QUEUED, run_after__isnull=True)
+        .order_by("submitted").values_list("pk", flat=True).first()
+    )

@@ -49,9 +49,11 @@ def run_once(worker, now=None):
 
 
 def beat(worker, now):
-    """Record that `worker` is alive."""
+    """Record that `worker` is alive, and whether Redis answers it."""
     WorkerHeartbeat.objects.update_or_create(
-        name=worker.name, defaults={"seen": now, "concurrency": worker.concurrency}
+        name=worker.name,
+        defaults={"seen": now, "concurrency": worker.concurrency,
+                  "channel_down_since": worker.channel_down_since},
     )
 
 

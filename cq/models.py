@@ -302,6 +302,10 @@ class WorkerHeartbeat(models.Model):
         default=timezone.now, db_index=True, help_text="Its last heartbeat."
     )
     concurrency = models.PositiveIntegerField(default=1, help_text="Tasks it runs at once, e.g. 4.")
+    channel_down_since = models.DateTimeField(
+        null=True, blank=True,
+        help_text="Since when its channel layer (Redis) has not answered it; empty while it answers.",
+    )
 
     class Meta:
         verbose_name = "worker heartbeat"

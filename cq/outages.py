@@ -1,4 +1,7 @@
-"""Logging an outage once when it starts and once when it ends, not every round."""
+"""Logging an outage once when it starts and once when it ends, not every round;
+logging a flood of one warning a few times, not once per occurrence."""
+
+import time
 
 
 class OutageLog:
@@ -17,3 +20,30 @@ class OutageLog:
         if self.down:
             self.logger.warning("%s reachable again", self.what)
         self.down = False
+
+
+class Throttled:
+    """A warning that may repeat thousands of times a second (a flood of bad
+    messages): at most `burst` lines per `every` seconds, then one line saying
+    how many were left out."""
+
+    def __init__(self, logger, every=10.0, burst=20):
+        self.logger = logger
+        self.every = every
+        self.burst = burst
+        self._window = None
+        self._logged = 0
+        self._skipped = 0
+
+    def warning(self, message, *args):
+        now = time.monotonic()
+        if self._window is None or now - self._window >= self.every:
+            if self._skipped:
+                self.logger.warning("%s more warnings like this one not logged: " + message,
+                                    self._skipped, *args)
+            self._window, self._logged, self._skipped = now, 0, 0
+        if self._logged >= self.burst:
+            self._skipped += 1
+            return
+        self._logged += 1
+        self.logger.warning(message, *args)

@@ -25,6 +25,7 @@ class WorkerRow:
     seen: object = None  # last heartbeat; None: no heartbeat row
     concurrency: int = None
     alive: bool = False
+    channel_down_since: object = None  # when Redis stopped answering it; None: it answers
 
 
 @dataclass
@@ -66,7 +67,8 @@ def _workers(now):
     cutoff = now - timedelta(seconds=cq_settings.WORKER_TIMEOUT)
     rows = [
         WorkerRow(name=beat.name, running=running.pop(beat.name, 0), seen=beat.seen,
-                  concurrency=beat.concurrency, alive=beat.seen >= cutoff)
+                  concurrency=beat.concurrency, alive=beat.seen >= cutoff,
+                  channel_down_since=beat.channel_down_since)
         for beat in WorkerHeartbeat.objects.order_by("name")
     ]
     # RUNNING rows whose worker has no heartbeat row (or, with "", none at all).
@@ -120,10 +122,14 @@ def _render_workers(status):
             lines.append(f"  {row.name or '-':<40} {state:<28} running {row.running}")
             continue
         state = "alive" if row.alive else "DEAD"
-        lines.append(
+        line = (
             f"  {row.name:<40} {state:<5} last heartbeat {_age(status.now, row.seen):>9} ago"
             f"  running {row.running}/{row.concurrency}"
         )
+        if row.channel_down_since is not None:
+            # Alive by its heartbeat (the database) but deaf: Redis does not answer it.
+            line += f"  channel unreachable for {_age(status.now, row.channel_down_since)}"
+        lines.append(line)
     return lines
 
 

@@ -9,7 +9,9 @@ with a Redis restart costs at most that long. Without Redis (the in-memory
 layer) waiting polls with backoff.
 
 Subscriptions of all threads of a process share one pub/sub connection, served
-by the process's doorbell loop.
+by the process's doorbell loop. `wait(timeout)` returns within its timeout
+even while Redis hangs: subscribing has a deadline, and a wait that cannot
+subscribe polls the row instead.
 """
 
 import asyncio
@@ -52,7 +54,13 @@ def _wait_pushed(task_id, layer, deadline):
     from .doorbell import doorbell
 
     channel = done_channel(layer, task_id)
-    event = doorbell.run(hub.subscribe(layer, channel))
+    # Subscribing waits for Redis, so it spends the caller's time: no longer
+    # than its two bounded steps (SUBSCRIBE, confirmation), nor than what is
+    # left of the caller's timeout.
+    budget = 2 * cq_settings.REDIS_TIMEOUT
+    if deadline is not None:
+        budget = max(min(budget, deadline - time.monotonic()), 0)
+    event = doorbell.run(hub.subscribe(layer, channel), timeout=budget)
     try:
         while True:
             row = _read(task_id)
@@ -60,6 +68,8 @@ def _wait_pushed(task_id, layer, deadline):
             if _is_done(row) or pause <= 0:
                 return row
             event.wait(pause)
+            # Cleared before the next read: a message after it sets it again.
+            event.clear()
     finally:
         doorbell.submit(hub.unsubscribe(channel, event))
 
@@ -90,7 +100,12 @@ def _is_done(row):
 
 
 class FinishedHub:
-    """One pub/sub connection per process; waiters get a threading.Event per channel."""
+    """One pub/sub connection per process; waiters get a threading.Event per channel.
+
+    A pub/sub connection only reads, so a half-open one would look idle for
+    ever: the reader PINGs it when quiet, and a connection that answers
+    neither a PING nor a SUBSCRIBE within CQ_REDIS_TIMEOUT is dropped; the
+    next wait opens a new one."""
 
     def __init__(self):
         self._pubsub = None
@@ -101,22 +116,36 @@ class FinishedHub:
     async def subscribe(self, layer, channel):
         """Subscribe and return once Redis has confirmed it (so no message is missed)."""
         event = threading.Event()
-        events = self._events.setdefault(channel, set())
-        events.add(event)
-        if channel not in self._confirmed:
-            self._confirmed[channel] = asyncio.get_running_loop().create_future()
-            await self._connection(layer).subscribe(channel)
-            self._start_reader()
-        await asyncio.wait_for(asyncio.shield(self._confirmed[channel]), 5)
+        self._events.setdefault(channel, set()).add(event)
+        try:
+            if channel not in self._confirmed:
+                self._confirmed[channel] = asyncio.get_running_loop().create_future()
+                await transport.bounded(self._connection(layer).subscribe(channel), "SUBSCRIBE")
+                self._start_reader()
+            await asyncio.wait_for(
+                asyncio.shield(self._confirmed[channel]), cq_settings.REDIS_TIMEOUT
+            )
+        except TimeoutError:
+            # No answer: the connection is presumed dead; the next wait opens another.
+            self._reset(ConnectionError("pub/sub subscription not confirmed in time"))
+            raise
+        except BaseException:
+            # Failed, or cancelled at the caller's own deadline.
+            self._forget(channel, event)
+            raise
         return event
 
     async def unsubscribe(self, channel, event):
+        self._forget(channel, event)
+
+    def _forget(self, channel, event):
         events = self._events.get(channel, set())
         events.discard(event)
-        if not events and self._pubsub is not None:
+        if not events:
             self._events.pop(channel, None)
             self._confirmed.pop(channel, None)
-            await self._pubsub.unsubscribe(channel)
+            if self._pubsub is not None:
+                asyncio.get_running_loop().create_task(_unsubscribe(self._pubsub, channel))
 
     def _connection(self, layer):
         if self._pubsub is None:
@@ -127,22 +156,35 @@ class FinishedHub:
 
     def _start_reader(self):
         if self._reader is None or self._reader.done():
-            self._reader = asyncio.get_running_loop().create_task(self._read())
+            self._reader = asyncio.get_running_loop().create_task(self._read(self._pubsub))
 
-    async def _read(self):
+    async def _read(self, pubsub):
         try:
-            while True:
-                message = await self._pubsub.get_message(timeout=None)
-                if message is not None:
-                    self._dispatch(message)
+            # With nobody waiting the reader ends (no PINGs from an idle
+            # process); the next subscribe starts it again.
+            while pubsub is self._pubsub and self._events:
+                await self._read_or_ping(pubsub)
         except Exception as exc:
             # Waiters fall back on their periodic reads of the row; the next
             # wait starts a new connection.
             logger.warning("pub/sub reader stopped error=%r", exc)
-            self._reset()
+            if pubsub is self._pubsub:
+                self._reset(exc)
+
+    async def _read_or_ping(self, pubsub):
+        """Dispatch the next message; after CQ_REDIS_TIMEOUT of silence, PING
+        and raise if not even the pong comes back in time."""
+        quiet = cq_settings.REDIS_TIMEOUT
+        message = await transport.bounded(pubsub.get_message(timeout=quiet), "pub/sub read", quiet)
+        if message is None:
+            await transport.bounded(pubsub.ping(), "pub/sub PING")
+            message = await transport.bounded(pubsub.get_message(timeout=quiet), "pub/sub PING")
+            if message is None:
+                raise ConnectionError(f"pub/sub PING not answered within {quiet:g}s")
+        self._dispatch(message)
 
     def _dispatch(self, message):
-        channel = message["channel"]
+        channel = message.get("channel")
         channel = channel.decode() if isinstance(channel, bytes) else channel
         if message["type"] == "subscribe":
             confirmed = self._confirmed.get(channel)
@@ -152,16 +194,33 @@ class FinishedHub:
             for event in self._events.get(channel, ()):
                 event.set()
 
-    def _reset(self):
+    def _reset(self, exc):
         for confirmed in self._confirmed.values():
             if not confirmed.done():
-                confirmed.set_exception(ConnectionError("pub/sub connection lost"))
+                confirmed.set_exception(ConnectionError(f"pub/sub connection lost: {exc!r}"))
         for events in self._events.values():
             for event in events:
                 event.set()
-        self._pubsub, self._reader = None, None
+        pubsub, self._pubsub, self._reader = self._pubsub, None, None
         self._events.clear()
         self._confirmed.clear()
+        if pubsub is not None:
+            # Closing disconnects without a round trip; a dead socket cannot hang it.
+            asyncio.get_running_loop().create_task(_close(pubsub))
+
+
+async def _unsubscribe(pubsub, channel):
+    try:
+        await transport.bounded(pubsub.unsubscribe(channel), "UNSUBSCRIBE")
+    except Exception as exc:  # noqa: BLE001 - a dead connection is replaced at the next wait
+        logger.debug("pub/sub unsubscribe failed channel=%s error=%r", channel, exc)
+
+
+async def _close(pubsub):
+    try:
+        await transport.bounded(pubsub.aclose(), "pub/sub close")
+    except Exception as exc:  # noqa: BLE001 - the connection is being dropped anyway
+        logger.debug("pub/sub close failed error=%r", exc)
 
 
 hub = FinishedHub()

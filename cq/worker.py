@@ -13,6 +13,7 @@ so busy task threads and slow housekeeping never make it look dead.
 """
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -32,6 +33,7 @@ from .conf import settings as cq_settings
 from .consumers import handle_message
 from .doorbell import doorbell, ring
 from .exceptions import ConfigurationError
+from .execution import oldest_queued_id
 from .transport import Receiver, is_redis
 
 logger = logging.getLogger(__name__)
@@ -66,6 +68,9 @@ class Worker:
         self._holding = Counter()
         self._holding_lock = threading.Lock()
         self._database_down = False
+        # When the channel layer stopped answering this worker (None: it
+        # answers); the heartbeat stores it for cq_status.
+        self.channel_down_since = None
         # Since when every heartbeat succeeded (None after a failure), and the
         # last success: see heartbeat_steady().
         self._beating_since = None
@@ -168,15 +173,19 @@ class Worker:
         """Up to `count` messages; [] once the worker is stopping."""
         backoff = 0.1
         while not self._stopping.is_set():
+            attempt = timezone.now()
             try:
                 messages = await self._pop(count)
             except Exception as exc:
                 logger.warning(
                     "channel layer receive failed, retrying in %.1fs error=%r", backoff, exc
                 )
+                # The heartbeat reports it (cq_status): since the first failed attempt.
+                self.channel_down_since = self.channel_down_since or attempt
                 await self._sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
                 continue
+            self.channel_down_since = None
             if self._stopping.is_set():
                 await self._give_back(messages)
                 return []
@@ -187,22 +196,30 @@ class Worker:
         return []
 
     async def _pop(self, count):
-        """Messages waiting on the channel, or [] after a short while."""
+        """Messages waiting on the channel, or [] after a short while or once
+        the worker is stopping. The receive races the stop signal: SIGTERM
+        stops a worker whose Redis hangs without waiting for the deadline (a
+        doorbell lost by that cancellation leaves its row QUEUED for the feeder)."""
         if self._receiver is not None:
-            return await self._receiver.receive(count, block=0.5 if self.burst else None)
-        # Any other channel layer: one message at a time, racing the stop signal.
-        receive = asyncio.ensure_future(self.layer.receive(self.channel))
+            receive = self._receiver.receive(count, block=0.5 if self.burst else None)
+            timeout = None
+        else:
+            # Any other channel layer: one message at a time.
+            receive, timeout = self._receive_one(), 0.5 if self.burst else None
+        receive = asyncio.ensure_future(receive)
         stop = asyncio.ensure_future(self._stopping.wait())
         done, _ = await asyncio.wait(
-            {receive, stop}, timeout=0.5 if self.burst else None,
-            return_when=asyncio.FIRST_COMPLETED,
+            {receive, stop}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
         )
         stop.cancel()
         if receive in done:
-            return [receive.result()]
+            return receive.result()
         receive.cancel()
         await asyncio.gather(receive, return_exceptions=True)
         return []
+
+    async def _receive_one(self):
+        return [await self.layer.receive(self.channel)]
 
     async def _give_back(self, messages):
         """Messages that arrived as the worker stopped go back on the channel."""
@@ -217,15 +234,42 @@ class Worker:
 
     def _handle(self, message):
         task_id = str(message.get("task_id")) if isinstance(message, dict) else ""
+        try:
+            close_old_connections()
+            if not self._database_reachable(task_id):
+                return
+            with self._held(task_id):
+                ran = handle_message(message, worker=self.name)
+            self.handled += 1
+            if ran is None:
+                self._run_oldest()
+        finally:
+            close_old_connections()
+
+    def _run_oldest(self):
+        """A message that led to no claim (junk, an unknown or already claimed
+        task) still took a turn: run the oldest due QUEUED task instead, so a
+        flood of junk that crowds real doorbells out of the channel cannot
+        starve the table. The doorbell wakes the worker; the table decides."""
+        try:
+            task_id = oldest_queued_id()
+        except Exception as exc:  # noqa: BLE001 - the boundary: log, the sweeper recovers
+            logger.warning("could not look for the oldest queued task error=%r", exc)
+            return
+        if task_id is not None:
+            # Held before the claim commits, or recovery would see a RUNNING
+            # row of ours that we do not hold and mark it LOST.
+            with self._held(str(task_id)):
+                handle_message({"type": "run_task", "task_id": str(task_id)}, worker=self.name)
+
+    @contextlib.contextmanager
+    def _held(self, task_id):
+        """Count `task_id` as running here while the block runs (running_ids)."""
         with self._holding_lock:
             self._holding[task_id] += 1
         try:
-            close_old_connections()
-            if self._database_reachable(task_id):
-                handle_message(message, worker=self.name)
-                self.handled += 1
+            yield
         finally:
-            close_old_connections()
             with self._holding_lock:
                 self._holding[task_id] -= 1
                 if not self._holding[task_id]:

@@ -42,7 +42,9 @@ def channel_layers(address=None, **config):
     """CHANNEL_LAYERS as in the settings, on another Redis or with other `config`."""
     layers = copy.deepcopy(settings.CHANNEL_LAYERS)
     if address is not None:
-        layers["default"]["CONFIG"]["hosts"] = [{"address": address, "socket_timeout": None}]
+        layers["default"]["CONFIG"]["hosts"] = [
+            {"address": address, "socket_timeout": settings.SOCKET_TIMEOUT}
+        ]
     layers["default"]["CONFIG"].update(config)
     return layers
 

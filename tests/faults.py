@@ -1,4 +1,5 @@
-"""Breaking things on purpose: a private redis-server, a TCP proxy to cut the database."""
+"""Breaking things on purpose: a private redis-server, a TCP proxy to cut the
+database or to freeze Redis (connections left open that forward nothing)."""
 
 import socket
 import subprocess
@@ -49,7 +50,11 @@ class RedisServer:
 
 class TcpProxy:
     """Forwards 127.0.0.1:port to a server; `cut()` drops every connection and
-    refuses new ones, as a database that went away; `restore()` undoes it."""
+    refuses new ones, as a database that went away; `restore()` undoes it.
+
+    `freeze()` is a half-open peer (a crashed host, a partition): the existing
+    connections stay open but forward nothing, in either direction; new ones
+    work (`new="work"`) or are accepted and hang as well (`new="hang"`)."""
 
     def __init__(self, target_port):
         self.target_port = target_port
@@ -57,6 +62,16 @@ class TcpProxy:
         self._lock = threading.Lock()
         self._sockets = set()
         self._listener = None
+        # Client sockets whose traffic is swallowed, and whether new ones are.
+        self._frozen = set()
+        self._hang_new = False
+
+    def freeze(self, new="work"):
+        if new not in ("work", "hang"):
+            raise ValueError(f"new must be 'work' or 'hang', got {new!r}")
+        with self._lock:
+            self._frozen.update(self._sockets)
+            self._hang_new = new == "hang"
 
     def start(self):
         listener = socket.socket()
@@ -88,16 +103,26 @@ class TcpProxy:
                 client, _ = listener.accept()
             except OSError:
                 return
+            with self._lock:
+                hang = self._hang_new
+                self._sockets.add(client)
+                if hang:
+                    self._frozen.add(client)
+            if hang:
+                # Accepted, then silence: read and swallow what the client says.
+                threading.Thread(target=self._pump, args=(client, None), daemon=True).start()
+                continue
             server = socket.create_connection(("127.0.0.1", self.target_port))
             with self._lock:
-                self._sockets.update((client, server))
+                self._sockets.add(server)
             for source, sink in ((client, server), (server, client)):
                 threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
 
     def _pump(self, source, sink):
         try:
             while data := source.recv(65536):
-                sink.sendall(data)
+                if sink is not None and not self._frozen.intersection((source, sink)):
+                    sink.sendall(data)
         except OSError:
             pass
         _close(source)
@@ -105,6 +130,8 @@ class TcpProxy:
 
 
 def _close(sock):
+    if sock is None:
+        return
     try:
         sock.shutdown(socket.SHUT_RDWR)
     except OSError:

@@ -9,6 +9,8 @@ Environment:
   CQ_TEST_DB_NAME   set by the suite for the worker processes it starts: the
                     name of the test database they must use
   CQ_TEST_PG_PORT   PostgreSQL port (fault tests put a proxy in between)
+  CQ_TEST_SOCKET_TIMEOUT
+                    the channel layer host's socket_timeout, default 10 ("none": None)
   CQ_TEST_CAPACITY, CQ_TEST_CHANNEL_EXPIRY
                     the cq channel layer's `capacity` and `expiry`
   CQ_TEST_WORKER_TIMEOUT, CQ_TEST_HEARTBEAT_INTERVAL, CQ_TEST_REQUEUE_AFTER,
@@ -88,13 +90,17 @@ else:
         "OPTIONS": {"server_side_binding": os.environ.get("CQ_TEST_SERVER_BINDING") == "1"},
     }}
 
+# "none" lets fault tests show that cq's deadlines do not rely on it.
+_socket_timeout = os.environ.get("CQ_TEST_SOCKET_TIMEOUT", "10")
+SOCKET_TIMEOUT = None if _socket_timeout == "none" else float(_socket_timeout)
+
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {
-            # socket_timeout None: an idle worker blocks on Redis for as long as
-            # it likes (redis-py's default 5 s would break its receive).
-            "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
+            # Above channels-redis' 5 s blocking receive (check cq.W001); cq's
+            # own operations have deadlines (CQ_REDIS_TIMEOUT) whatever it is.
+            "hosts": [{"address": REDIS_URL, "socket_timeout": SOCKET_TIMEOUT}],
             "prefix": REDIS_PREFIX,
             "capacity": int(os.environ.get("CQ_TEST_CAPACITY", "1000")),
             "expiry": int(os.environ.get("CQ_TEST_CHANNEL_EXPIRY", "60")),
@@ -107,6 +113,8 @@ CACHES = {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": REDIS_PREFIX,
+        # Logs go through the cache: a hung Redis must not hang a task (cq.W004).
+        "OPTIONS": {"socket_timeout": 5, "socket_connect_timeout": 5},
     },
 }
 

@@ -65,3 +65,16 @@ def test_status_says_when_redis_is_unreachable():
         output = cq_status()
     assert "Channel cq-tasks: unreachable (" in output
     assert "Workers: 0 alive, 0 not" in output
+
+
+def test_status_says_when_a_live_worker_cannot_reach_redis():
+    now = timezone.now()
+    WorkerHeartbeat.objects.create(name="deaf:1:a", seen=now, concurrency=2,
+                                   channel_down_since=now - timedelta(seconds=12))
+    WorkerHeartbeat.objects.create(name="fine:2:b", seen=now, concurrency=2)
+
+    output = cq_status()
+
+    assert re.search(r"deaf:1:a +alive .* running 0/2  channel unreachable for 1[23]s$",
+                     output, re.MULTILINE)
+    assert line_with("fine:2:b", output).endswith("running 0/2")

@@ -1,10 +1,18 @@
-"""cq's doorbell wire format is channels-redis's own, both ways."""
+"""cq's doorbell wire format is channels-redis's own, both ways; every Redis
+operation has a deadline; a bad member costs only itself."""
+
+import asyncio
+import time
 
 import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.test import override_settings
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from cq import transport
+from tests.conftest import channel_layers
+from tests.faults import RedisServer, TcpProxy
 
 
 @pytest.fixture
@@ -45,3 +53,57 @@ def test_an_empty_channel_returns_nothing_after_the_block_time(layer):
         return await transport.Receiver(layer, "cq-compat").receive(1, block=0.1)
 
     assert async_to_sync(empty)() == []
+
+
+def test_an_undecodable_member_is_skipped_not_the_messages_popped_with_it(layer, redis_client):
+    key = layer.prefix + "cq-compat"
+    members = [layer.serialize({"type": "run_task", "task_id": "a"}), b"\xff garbage",
+               layer.serialize({"type": "run_task", "task_id": "b"})]
+    redis_client.zadd(key, {member: n for n, member in enumerate(members)})
+
+    async def receive():
+        return await transport.Receiver(layer, "cq-compat").receive(3)
+
+    first, bad, last = async_to_sync(receive)()
+    assert (first["task_id"], bad, last["task_id"]) == ("a", transport.UNDECODABLE, "b")
+
+
+@pytest.fixture
+def hung_redis():
+    """A layer on a redis-server behind a proxy, with no socket timeout of its own."""
+    server = RedisServer()
+    server.start()
+    proxy = TcpProxy(server.port)
+    proxy.start()
+    layers = channel_layers(address=f"redis://127.0.0.1:{proxy.port}/0")
+    layers["default"]["CONFIG"]["hosts"][0]["socket_timeout"] = None
+    try:
+        with override_settings(CHANNEL_LAYERS=layers, CQ_REDIS_TIMEOUT=0.3):
+            yield proxy
+    finally:
+        proxy.stop()
+        server.stop()
+
+
+def test_a_hung_connection_misses_its_deadline_and_is_replaced(hung_redis):
+    layer = get_channel_layer()
+    message = {"type": "run_task", "task_id": "a"}
+
+    async def scenario():
+        receiver = transport.Receiver(layer, "cq-compat")
+        assert await receiver.receive(1, block=0.1) == []  # a pooled connection, now open
+        hung_redis.freeze(new="work")
+        started = time.monotonic()
+        with pytest.raises(RedisTimeoutError, match="BZPOPMIN within 0.4s"):
+            await receiver.receive(1, block=0.1)
+        missed = time.monotonic() - started
+        await transport.send_many(layer, "cq-compat", [message])
+        return missed, await receiver.receive(1, block=0.1)
+
+    async def bounded_scenario():
+        # Without deadlines in cq the hung receive never returns: fail, don't hang.
+        return await asyncio.wait_for(scenario(), 10)
+
+    missed, received = async_to_sync(bounded_scenario)()
+    assert missed < 1
+    assert received == [message]

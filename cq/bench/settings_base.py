@@ -1,8 +1,8 @@
 """Settings shared by cq's benchmark settings modules (`settings_pg`, `settings_sqlite`).
 
 Tuned for measuring, not for defaults: persistent database connections
-(CONN_MAX_AGE), Redis sockets without a read timeout (an idle worker blocks on
-Redis), a channel capacity and expiry large enough for a pre-filled queue, and
+(CONN_MAX_AGE), Redis sockets with a read timeout above channels-redis' 5 s
+blocking receive (check cq.W001), a channel capacity and expiry large enough for a pre-filled queue, and
 logging at WARNING so no run pays for per-task log lines.
 
 Environment:
@@ -33,7 +33,7 @@ CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {
-            "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
+            "hosts": [{"address": REDIS_URL, "socket_timeout": 10}],
             "prefix": REDIS_PREFIX,
             "capacity": CHANNEL_CAPACITY,
             "expiry": CHANNEL_EXPIRY,
@@ -46,6 +46,7 @@ CACHES = {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": REDIS_PREFIX,
+        "OPTIONS": {"socket_timeout": 5, "socket_connect_timeout": 5},
     },
 }
 

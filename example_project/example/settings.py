@@ -76,9 +76,9 @@ if DEMO_LAYER == "redis":
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                # socket_timeout None: a worker blocks on an empty channel as long
-                # as it likes; redis-py's 5 s default would break its receive.
-                "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
+                # A socket timeout above channels-redis' 5 s blocking receive
+                # (check cq.W001); cq's own operations have their own deadlines.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 10}],
                 "prefix": DEMO_PREFIX,
             },
         }
@@ -88,6 +88,8 @@ if DEMO_LAYER == "redis":
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": DEMO_PREFIX,
+            # Task logs go through the cache: a hung Redis must not hang a task.
+            "OPTIONS": {"socket_timeout": 5, "socket_connect_timeout": 5},
         }
     }
 else:
