@@ -37,16 +37,16 @@ def finish(task, status, *, result=None, error="", traceback="", expected=Task.S
     now = timezone.now()
     ttl = task.result_ttl if task.result_ttl is not None else cq_settings.RESULT_TTL
     fields = {
-        "status": status,
         "result": result,
         "error": error,
         "traceback": traceback,
         "finished": now,
         "result_expiry": None if ttl is None else now + timedelta(seconds=ttl),
     }
-    followers = transitions.move(Task, task.pk, expected, attempt=task.retries, **fields)
+    followers = transitions.finish(task, status, expected, **fields)
     if followers is None:
         raise Discarded(task.pk)
+    task.status = status
     for name, value in fields.items():
         setattr(task, name, value)
     logger.info("task id=%s name=%s status=%s", task.pk, task.func_name, status)
@@ -54,12 +54,9 @@ def finish(task, status, *, result=None, error="", traceback="", expected=Task.S
     _after_final(task, followers)
 
 
-def wait_for_subtasks(task, result, expected=Task.STATUS_RUNNING):
+def wait_for_subtasks(task, result):
     """Park a task whose function returned while its subtasks still run."""
-    moved = transitions.move(
-        Task, task.pk, expected, attempt=task.retries, status=Task.STATUS_WAITING, result=result
-    )
-    if moved is None:
+    if not transitions.park(task, result):
         raise Discarded(task.pk)
     task.status, task.result = Task.STATUS_WAITING, result
 

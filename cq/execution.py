@@ -31,9 +31,7 @@ def run_task(task_id, worker=""):
 def claim(task_id, worker=""):
     """QUEUED -> RUNNING with a conditional update: of any number of workers
     holding a doorbell for this task, exactly one wins."""
-    task = transitions.claim(
-        Task, task_id, worker, timezone.now(), Task.STATUS_QUEUED, Task.STATUS_RUNNING
-    )
+    task = transitions.claim(Task, task_id, worker, timezone.now())
     if task is None:
         logger.debug("task not claimable id=%s", task_id)
     return task
@@ -167,11 +165,7 @@ def _schedule_retry(task, task_function, error, trace):
     run_after = timezone.now() + timedelta(seconds=countdown) if countdown else None
     # With no delay the task goes straight back to QUEUED; with one it waits as
     # RETRY and the worker's housekeeping queues it when due.
-    status = Task.STATUS_RETRY if countdown else Task.STATUS_QUEUED
-    transitions.move(
-        Task, task.pk, Task.STATUS_RUNNING, attempt=task.retries,
-        status=status, retries=attempt, run_after=run_after, error=error, traceback=trace,
-    )
+    transitions.retry(task, run_after, error, trace)
     logger.info(
         "task retry id=%s name=%s attempt=%s countdown=%s error=%s",
         task.pk, task.func_name, attempt, countdown, error,

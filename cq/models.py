@@ -33,28 +33,32 @@ class TaskQuerySet(models.QuerySet):
 
 
 class Task(models.Model):
-    STATUS_PENDING = "P"
-    STATUS_RETRY = "Y"
-    STATUS_QUEUED = "Q"
-    STATUS_RUNNING = "R"
-    STATUS_FAILURE = "F"
-    STATUS_SUCCESS = "S"
-    STATUS_WAITING = "W"
-    STATUS_INCOMPLETE = "I"
-    STATUS_LOST = "L"
-    STATUS_REVOKED = "E"
-    STATUS_CHOICES = [
-        (STATUS_PENDING, "Pending"),
-        (STATUS_RETRY, "Retry"),
-        (STATUS_QUEUED, "Queued"),
-        (STATUS_RUNNING, "Running"),
-        (STATUS_FAILURE, "Failure"),
-        (STATUS_SUCCESS, "Success"),
-        (STATUS_WAITING, "Waiting"),
-        (STATUS_INCOMPLETE, "Incomplete"),
-        (STATUS_LOST, "Lost"),
-        (STATUS_REVOKED, "Revoked"),
-    ]
+    class Status(models.TextChoices):
+        """Where a task is in its life. The stored values are django-cq's letters."""
+
+        PENDING = "P", "Pending"  # created with submit=False; a chained task waits here
+        RETRY = "Y", "Retry"  # an attempt failed; waits out its backoff, then QUEUED again
+        QUEUED = "Q", "Queued"  # waits for a worker
+        RUNNING = "R", "Running"  # claimed by a worker; its function runs
+        FAILURE = "F", "Failure"  # raised, with no retry left
+        SUCCESS = "S", "Success"  # returned; its subtasks, if any, all succeeded
+        WAITING = "W", "Waiting"  # its function returned; its subtasks still run
+        INCOMPLETE = "I", "Incomplete"  # returned, but a subtask failed or was revoked
+        LOST = "L", "Lost"  # its worker died, or its outcome could not be recorded
+        REVOKED = "E", "Revoked"  # revoked before it finished; it never runs again
+
+    # django-cq's names for the statuses, kept for code written against it.
+    STATUS_PENDING = Status.PENDING
+    STATUS_RETRY = Status.RETRY
+    STATUS_QUEUED = Status.QUEUED
+    STATUS_RUNNING = Status.RUNNING
+    STATUS_FAILURE = Status.FAILURE
+    STATUS_SUCCESS = Status.SUCCESS
+    STATUS_WAITING = Status.WAITING
+    STATUS_INCOMPLETE = Status.INCOMPLETE
+    STATUS_LOST = Status.LOST
+    STATUS_REVOKED = Status.REVOKED
+    STATUS_CHOICES = Status.choices
     STATUS_ERROR = frozenset({STATUS_FAILURE, STATUS_INCOMPLETE, STATUS_LOST})
     STATUS_DONE = STATUS_ERROR | {STATUS_SUCCESS, STATUS_REVOKED}
     STATUS_ACTIVE = frozenset(
@@ -75,7 +79,7 @@ class Task(models.Model):
         help_text='Keyword arguments as JSON, e.g. {"retry": true}.',
     )
     status = models.CharField(
-        max_length=1, choices=STATUS_CHOICES, default=STATUS_PENDING,
+        max_length=1, choices=Status.choices, default=Status.PENDING,
         help_text="Where the task is in its life, e.g. Queued, Running, Success.",
     )
     result = models.JSONField(
@@ -259,10 +263,7 @@ class Task(models.Model):
         """Queue a PENDING task, with `pre_args` before its stored arguments."""
         args = [*pre_args, *self.args]
         check_json(args, "arguments")
-        queued = Task.objects.filter(pk=self.pk, status=self.STATUS_PENDING).update(
-            status=self.STATUS_QUEUED, args=args, submitted=timezone.now()
-        )
-        if not queued:
+        if not transitions.submit(self, args, timezone.now()):
             self.refresh_from_db(fields=["status"])
             if self.status == self.STATUS_REVOKED:
                 return self
@@ -487,7 +488,7 @@ def delay_many(fn_or_name, calls, **fields):
         return [serial.delay(task_function, t.args, t.kwargs) for t in tasks]
     for task in tasks:
         task.status = Task.STATUS_QUEUED
-    Task.objects.bulk_create(tasks, batch_size=1000)
+    transitions.insert_many(tasks)
     doorbell.ring_on_commit([t.pk for t in tasks if t.run_after is None])
     return tasks
 
