@@ -2,7 +2,7 @@
 
 A doorbell only says "look at row X"; the row is the truth. So a send that
 fails (Redis down, `ChannelFull`) is logged, never raised into the caller: the
-row stays QUEUED and the workers' sweeper rings it again later.
+row stays QUEUED and the workers' feeder rings it again later (cq.feeder).
 
 Sends go through one long-lived event loop per process (a daemon thread), so
 channels-redis keeps its connection pool instead of reconnecting per call, and
@@ -32,7 +32,7 @@ from .conf import settings as cq_settings
 logger = logging.getLogger(__name__)
 
 # Above this many doorbells waiting to be sent (Redis hanging), new rings are
-# dropped: the rows stay QUEUED for the sweeper, and memory stays bounded.
+# dropped: the rows stay QUEUED for the feeder, and memory stays bounded.
 MAX_IN_FLIGHT = 10_000
 
 # While the channel is full or Redis is down every ring fails the same way:
@@ -149,7 +149,7 @@ class Doorbell:
         now = time.monotonic()
         if now - self._last_warning >= WARN_EVERY:
             logger.warning(
-                "doorbells not sent, their tasks stay QUEUED for the sweeper count=%s reason=%s",
+                "doorbells not sent, their tasks stay QUEUED for the feeder count=%s reason=%s",
                 self._unsent, reason,
             )
             self._unsent, self._last_warning = 0, now

@@ -1,4 +1,4 @@
-"""Recovering the tasks of dead workers.
+"""The sweeper: recovering the tasks of dead workers.
 
 A worker that dies (kill -9, OOM, machine gone) leaves its tasks RUNNING and
 stops sending heartbeats. Once its last heartbeat is older than
