@@ -26,7 +26,7 @@ from channels.exceptions import ChannelFull
 from channels.layers import get_channel_layer
 from django.db import transaction
 
-from . import transport
+from . import serial, transport
 from .conf import settings as cq_settings
 
 logger = logging.getLogger(__name__)
@@ -194,10 +194,19 @@ atexit.register(doorbell.flush)
 
 def announce_on_commit(task_id, using=None):
     """Tell waiters once the current transaction commits that the task is final."""
-    transaction.on_commit(partial(doorbell.announce, [task_id]), using=using)
+    if not serial.active():  # inline, the caller waits for nothing
+        transaction.on_commit(partial(doorbell.announce, [task_id]), using=using)
 
 
 def ring_on_commit(task_ids, using=None):
-    """Ring once the current transaction commits (at once outside of one)."""
-    if task_ids:
+    """Ring once the current transaction commits (at once outside of one).
+
+    Running inline (CQ_SERIAL, a direct call), the tasks run at once instead,
+    in this thread: a test inside a transaction that never commits still sees
+    its tasks run, as with Django's ImmediateBackend."""
+    if not task_ids:
+        return
+    if serial.active():
+        serial.run(list(task_ids))
+    else:
         transaction.on_commit(partial(ring, list(task_ids)), using=using)

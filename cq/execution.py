@@ -7,7 +7,7 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from . import doorbell, logs, registry, storable, transitions
+from . import doorbell, logs, registry, serial, storable, transitions
 from .completion import Discarded, finish, complete_if_ready, wait_for_subtasks
 from .exceptions import CQError, UnknownTaskError
 from .models import Task, check_json
@@ -19,13 +19,18 @@ def run_task(task_id, worker=""):
     """Claim and run the task `task_id`; return it, or None if it was not
     claimable (already claimed, revoked, not due, or gone)."""
     task = claim(task_id, worker)
-    if task is None:
-        return None
+    if task is not None:
+        run_claimed(task)
+    return task
+
+
+def run_claimed(task):
+    """Run a task this thread has claimed; returns the exception that failed
+    it, if any (a direct call `fn(...)` raises it again)."""
     if task.parent_id is not None and _parent_revoked(task):
         _revoke_orphan(task)
-    else:
-        execute(task)
-    return task
+        return None
+    return execute(task)
 
 
 def claim(task_id, worker=""):
@@ -57,13 +62,14 @@ def _revoke_orphan(task):
 
 
 def execute(task):
-    """Run a claimed (RUNNING) task and record SUCCESS, WAITING, RETRY or FAILURE."""
+    """Run a claimed (RUNNING) task and record SUCCESS, WAITING, RETRY or
+    FAILURE; returns the exception it raised, if any."""
     task._may_have_tree = False
     try:
         task_function = registry.get(task.func_name)
     except UnknownTaskError as exc:
         _record_error(task, None, exc)
-        return
+        return exc
     try:
         if task_function.atomic:
             with transaction.atomic():
@@ -76,6 +82,8 @@ def execute(task):
         logger.info("task outcome discarded id=%s status changed while running", task.pk)
     except BaseException as exc:  # noqa: BLE001 - a task may raise anything, even SystemExit
         _record_error(task, task_function, exc)
+        return exc
+    return None
 
 
 def _call(task_function, task):
@@ -161,7 +169,8 @@ def describe_error(exc):
 
 def _schedule_retry(task, task_function, error, trace):
     attempt = task.retries + 1
-    countdown = task_function.retry_countdown(attempt)
+    # Inline, nobody but the caller would wait out the backoff: retry at once.
+    countdown = 0 if serial.active() else task_function.retry_countdown(attempt)
     run_after = timezone.now() + timedelta(seconds=countdown) if countdown else None
     # With no delay the task goes straight back to QUEUED; with one it waits as
     # RETRY and the worker's housekeeping queues it when due.

@@ -9,7 +9,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models, transaction
 from django.utils import timezone
 
-from . import doorbell, registry, transitions
+from . import doorbell, registry, serial, transitions
 from .conf import settings as cq_settings
 from .exceptions import DuplicateSubmitError, InvalidTaskOption
 from .storable import check_json
@@ -272,7 +272,7 @@ class Task(models.Model):
             )
         self.status, self.args = self.STATUS_QUEUED, args
         if self.run_after is None:
-            doorbell.ring_on_commit([self.pk])
+            _ring([self])
         return self
 
     def revoke(self):
@@ -464,14 +464,10 @@ def delay(fn_or_name, args=(), kwargs=None, submit=True, **fields):
     `submit=False`) in the caller's transaction, rung after it commits."""
     task_function = registry.resolve(fn_or_name)
     task = _build(task_function, args, kwargs, fields)
-    if cq_settings.SERIAL:
-        from . import serial
-
-        return serial.delay(task_function, task.args, task.kwargs, submit)
     task.status = Task.STATUS_QUEUED if submit else Task.STATUS_PENDING
     transitions.insert(task)
     if submit and task.run_after is None:
-        doorbell.ring_on_commit([task.pk])
+        _ring([task])
     return task
 
 
@@ -482,15 +478,20 @@ def delay_many(fn_or_name, calls, **fields):
     for call in calls:
         args, kwargs = call if _is_args_kwargs_pair(call) else (call, None)
         tasks.append(_build(task_function, args, kwargs, dict(fields)))
-    if cq_settings.SERIAL:
-        from . import serial
-
-        return [serial.delay(task_function, t.args, t.kwargs) for t in tasks]
     for task in tasks:
         task.status = Task.STATUS_QUEUED
     transitions.insert_many(tasks)
-    doorbell.ring_on_commit([t.pk for t in tasks if t.run_after is None])
+    _ring([t for t in tasks if t.run_after is None])
     return tasks
+
+
+def _ring(tasks):
+    """Ring for `tasks` once the transaction commits; run inline (CQ_SERIAL,
+    a direct call), they have run when this returns: show their outcome."""
+    doorbell.ring_on_commit([task.pk for task in tasks])
+    if serial.active():
+        for task in tasks:
+            task.refresh_from_db()
 
 
 def _is_args_kwargs_pair(call):
