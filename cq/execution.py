@@ -11,6 +11,7 @@ from . import doorbell, logs, registry, serial, storable, transitions
 from .completion import Discarded, finish, complete_if_ready, wait_for_subtasks
 from .exceptions import CQError, UnknownTaskError
 from .models import Task, check_json
+from .running import RunningTask
 
 logger = logging.getLogger(__name__)
 
@@ -64,38 +65,41 @@ def _revoke_orphan(task):
 def execute(task):
     """Run a claimed (RUNNING) task and record SUCCESS, WAITING, RETRY or
     FAILURE; returns the exception it raised, if any."""
-    task._may_have_tree = False
+    run = RunningTask(task)
     try:
         task_function = registry.get(task.func_name)
     except UnknownTaskError as exc:
-        _record_error(task, None, exc)
+        _record_error(run, None, exc)
         return exc
     try:
         if task_function.atomic:
             with transaction.atomic():
-                _record_return(task, _call(task_function, task))
+                _record_return(run, _call(task_function, run))
         else:
-            value = _call(task_function, task)
+            value = _call(task_function, run)
             with transaction.atomic():
-                _record_return(task, value)
+                _record_return(run, value)
     except Discarded:
         logger.info("task outcome discarded id=%s status changed while running", task.pk)
     except BaseException as exc:  # noqa: BLE001 - a task may raise anything, even SystemExit
-        _record_error(task, task_function, exc)
+        _record_error(run, task_function, exc)
         return exc
     return None
 
 
-def _call(task_function, task):
+def _call(task_function, run):
     try:
-        return task_function.fn(task, *task.args, **task.kwargs)
+        return task_function.fn(run, *run.task.args, **run.task.kwargs)
     finally:
-        logs.publish_pending(task)
+        logs.publish_pending(run)
 
 
-def _record_return(task, value):
+def _record_return(run, value):
+    task = run.task
+    if isinstance(value, RunningTask):
+        value = value.task
     if isinstance(value, Task):
-        _adopt(task, value)
+        _adopt(run, value)
         result = None
     else:
         try:
@@ -105,18 +109,19 @@ def _record_return(task, value):
                 f"{task.func_name} returned a value that is not JSON the database can store: {exc}"
             ) from exc
         result = value
-    if getattr(task, "_may_have_tree", False):
+    if run.may_have_tree:
         # This update locks our row after any child row we touched (lock order:
         # children first). A subtask finishing on another worker then either
         # sees us WAITING and completes us, or we see it done here.
         wait_for_subtasks(task, result)
         complete_if_ready(task)
     else:
-        finish(task, Task.STATUS_SUCCESS, result=result)
+        finish(task, Task.STATUS_SUCCESS, result=result, has_tree=False)
 
 
-def _adopt(task, returned):
-    """`task` returned another task: finish with that task's result once it is done."""
+def _adopt(run, returned):
+    """The run returned another task: finish with that task's result once it is done."""
+    task = run.task
     if returned.pk == task.pk or _chained_after(returned, task):
         raise CQError(
             f"{task.func_name} returned a task that can only start after it finishes; "
@@ -129,7 +134,7 @@ def _adopt(task, returned):
     )
     Task.objects.filter(pk=task.pk).update(waits_for_id=returned.pk)
     task.waits_for_id = returned.pk
-    task._may_have_tree = True
+    run.may_have_tree = True
 
 
 def _chained_after(returned, task):
@@ -143,7 +148,8 @@ def _chained_after(returned, task):
     return previous_id == task.pk
 
 
-def _record_error(task, task_function, exc):
+def _record_error(run, task_function, exc):
+    task = run.task
     error, trace = describe_error(exc)
     with transaction.atomic():
         if not isinstance(exc, CQError) and task_function is not None and \
@@ -152,7 +158,8 @@ def _record_error(task, task_function, exc):
             return
         logger.warning("task failed id=%s name=%s error=%s", task.pk, task.func_name, error)
         try:
-            finish(task, Task.STATUS_FAILURE, error=error, traceback=trace)
+            finish(task, Task.STATUS_FAILURE, error=error, traceback=trace,
+                   has_tree=run.may_have_tree)
         except Discarded:
             logger.info("task failure discarded id=%s status changed while running", task.pk)
 

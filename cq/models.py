@@ -217,12 +217,6 @@ class Task(models.Model):
 
     # ---- the API a running task (`cqt`) offers
 
-    def subtask(self, fn, args=(), kwargs=None, **fields):
-        """Launch a subtask; this task finishes only after it does."""
-        # Tells execution to park this task as WAITING instead of finishing it.
-        self._may_have_tree = True
-        return delay(fn, args, kwargs, parent=self, **fields)
-
     def chain(self, fn, args=(), kwargs=None, force_chain=False, **fields):
         """Run `fn(result, *args, **kwargs)` after this task succeeds (or after
         it fails too, with `force_chain=True`, receiving None). Returns the new task."""
@@ -250,12 +244,6 @@ class Task(models.Model):
         check_json(entry, "errorback arguments")
         self.errorbacks = [*self.errorbacks, entry]
         Task.objects.filter(pk=self.pk).update(errorbacks=self.errorbacks)
-
-    def log(self, message, level=logging.INFO, publish=True, limit=40):
-        """Log a line to Python logging and to this task tree's log."""
-        from . import logs
-
-        logs.log(self, message, level, publish, limit)
 
     # ---- named state changes
 
