@@ -1,3 +1,5 @@
+"""The cq Django app: registers the system checks and discovers every app's `tasks` module."""
+
 from django.apps import AppConfig
 from django.utils.module_loading import autodiscover_modules
 

@@ -27,8 +27,12 @@ class Discarded(Exception):
     task ran: its outcome is dropped and an atomic task's writes roll back."""
 
 
-def finish(task, status, *, result=None, error="", traceback="", expected=Task.STATUS_RUNNING):
+def finish(task, status, *, result=None, error="", traceback="", expected=Task.STATUS_RUNNING,
+           has_tree=True):
     """Move `task` to a final status, then release what waited on it.
+
+    `has_tree=False` says the run that ends here launched no subtask and
+    logged nothing: the common, plain task skips looking for its tree's logs.
 
     Must run inside a transaction; raises Discarded if the row is no longer in
     `expected` status, or no longer at the attempt `task` holds (`retries`
@@ -37,29 +41,26 @@ def finish(task, status, *, result=None, error="", traceback="", expected=Task.S
     now = timezone.now()
     ttl = task.result_ttl if task.result_ttl is not None else cq_settings.RESULT_TTL
     fields = {
-        "status": status,
         "result": result,
         "error": error,
         "traceback": traceback,
         "finished": now,
         "result_expiry": None if ttl is None else now + timedelta(seconds=ttl),
     }
-    followers = transitions.move(Task, task.pk, expected, attempt=task.retries, **fields)
+    followers = transitions.finish(task, status, expected, **fields)
     if followers is None:
         raise Discarded(task.pk)
+    task.status = status
     for name, value in fields.items():
         setattr(task, name, value)
     logger.info("task id=%s name=%s status=%s", task.pk, task.func_name, status)
     doorbell.announce_on_commit(task.pk)
-    _after_final(task, followers)
+    _after_final(task, followers, has_tree)
 
 
-def wait_for_subtasks(task, result, expected=Task.STATUS_RUNNING):
+def wait_for_subtasks(task, result):
     """Park a task whose function returned while its subtasks still run."""
-    moved = transitions.move(
-        Task, task.pk, expected, attempt=task.retries, status=Task.STATUS_WAITING, result=result
-    )
-    if moved is None:
+    if not transitions.park(task, result):
         raise Discarded(task.pk)
     task.status, task.result = Task.STATUS_WAITING, result
 
@@ -107,13 +108,14 @@ def release_chained(task, followers):
             follower.revoke()
 
 
-def _after_final(task, followers):
+def _after_final(task, followers, has_tree):
     if task.status in Task.STATUS_ERROR:
         _call_errorbacks(task)
     if followers:
         release_chained(task, list(Task.objects.filter(previous_id=task.pk, status=Task.STATUS_PENDING)))
     notify_parent(task)
-    _store_logs_when_tree_done(task)
+    if task.root_id is not None or has_tree:
+        _store_logs_when_tree_done(task)
 
 
 def _call_errorbacks(task):
@@ -129,10 +131,6 @@ def _call_errorbacks(task):
 
 
 def _store_logs_when_tree_done(task):
-    # A task that ran here and neither logged nor spawned anything has nothing
-    # to collect: skip the cache round trip (the common, plain task).
-    if task.root_id is None and not getattr(task, "_may_have_tree", True):
-        return
     # Logs are a follow-up, not part of the outcome: they are stored once the
     # outcome has committed, in a transaction of their own, and a failure
     # there (the cache unreachable) costs only the lines.

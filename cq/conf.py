@@ -19,7 +19,7 @@ DEFAULTS = {
     "CACHE": "default",
     # Most log lines stored on a top-level task; the oldest are dropped first.
     "MAX_LOG_LINES": 1000,
-    # Seconds between a worker's housekeeping rounds (due tasks, cron, sweeper).
+    # Seconds between a worker's housekeeping rounds (feeder, due tasks, cron, sweeper).
     "HOUSEKEEPING_INTERVAL": 1.0,
     # Seconds between two heartbeats of a worker (sent from a thread of their own).
     "HEARTBEAT_INTERVAL": 5.0,
@@ -27,7 +27,7 @@ DEFAULTS = {
     # RUNNING tasks are requeued or marked LOST. Keep it several heartbeats long.
     "WORKER_TIMEOUT": 30.0,
     # Seconds a QUEUED task may wait with no doorbell in the channel before the
-    # sweeper rings it again (lost message, ChannelFull, Redis restarted empty).
+    # feeder rings it again (lost message, ChannelFull, Redis restarted empty).
     "REQUEUE_AFTER": 10.0,
     # Seconds cq waits for Redis to answer one operation on the channel layer
     # (a blocking pop: its block time plus this). A half-open connection (a

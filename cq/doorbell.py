@@ -2,7 +2,7 @@
 
 A doorbell only says "look at row X"; the row is the truth. So a send that
 fails (Redis down, `ChannelFull`) is logged, never raised into the caller: the
-row stays QUEUED and the workers' sweeper rings it again later.
+row stays QUEUED and the workers' feeder rings it again later (cq.feeder).
 
 Sends go through one long-lived event loop per process (a daemon thread), so
 channels-redis keeps its connection pool instead of reconnecting per call, and
@@ -26,13 +26,13 @@ from channels.exceptions import ChannelFull
 from channels.layers import get_channel_layer
 from django.db import transaction
 
-from . import transport
+from . import serial, transport
 from .conf import settings as cq_settings
 
 logger = logging.getLogger(__name__)
 
 # Above this many doorbells waiting to be sent (Redis hanging), new rings are
-# dropped: the rows stay QUEUED for the sweeper, and memory stays bounded.
+# dropped: the rows stay QUEUED for the feeder, and memory stays bounded.
 MAX_IN_FLIGHT = 10_000
 
 # While the channel is full or Redis is down every ring fails the same way:
@@ -149,7 +149,7 @@ class Doorbell:
         now = time.monotonic()
         if now - self._last_warning >= WARN_EVERY:
             logger.warning(
-                "doorbells not sent, their tasks stay QUEUED for the sweeper count=%s reason=%s",
+                "doorbells not sent, their tasks stay QUEUED for the feeder count=%s reason=%s",
                 self._unsent, reason,
             )
             self._unsent, self._last_warning = 0, now
@@ -194,10 +194,19 @@ atexit.register(doorbell.flush)
 
 def announce_on_commit(task_id, using=None):
     """Tell waiters once the current transaction commits that the task is final."""
-    transaction.on_commit(partial(doorbell.announce, [task_id]), using=using)
+    if not serial.active():  # inline, the caller waits for nothing
+        transaction.on_commit(partial(doorbell.announce, [task_id]), using=using)
 
 
 def ring_on_commit(task_ids, using=None):
-    """Ring once the current transaction commits (at once outside of one)."""
-    if task_ids:
+    """Ring once the current transaction commits (at once outside of one).
+
+    Running inline (CQ_SERIAL, a direct call), the tasks run at once instead,
+    in this thread: a test inside a transaction that never commits still sees
+    its tasks run, as with Django's ImmediateBackend."""
+    if not task_ids:
+        return
+    if serial.active():
+        serial.run(list(task_ids))
+    else:
         transaction.on_commit(partial(ring, list(task_ids)), using=using)

@@ -7,10 +7,11 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from . import doorbell, logs, registry, storable, transitions
+from . import doorbell, logs, registry, serial, storable, transitions
 from .completion import Discarded, finish, complete_if_ready, wait_for_subtasks
 from .exceptions import CQError, UnknownTaskError
 from .models import Task, check_json
+from .running import RunningTask
 
 logger = logging.getLogger(__name__)
 
@@ -19,21 +20,24 @@ def run_task(task_id, worker=""):
     """Claim and run the task `task_id`; return it, or None if it was not
     claimable (already claimed, revoked, not due, or gone)."""
     task = claim(task_id, worker)
-    if task is None:
-        return None
+    if task is not None:
+        run_claimed(task)
+    return task
+
+
+def run_claimed(task):
+    """Run a task this thread has claimed; returns the exception that failed
+    it, if any (a direct call `fn(...)` raises it again)."""
     if task.parent_id is not None and _parent_revoked(task):
         _revoke_orphan(task)
-    else:
-        execute(task)
-    return task
+        return None
+    return execute(task)
 
 
 def claim(task_id, worker=""):
     """QUEUED -> RUNNING with a conditional update: of any number of workers
     holding a doorbell for this task, exactly one wins."""
-    task = transitions.claim(
-        Task, task_id, worker, timezone.now(), Task.STATUS_QUEUED, Task.STATUS_RUNNING
-    )
+    task = transitions.claim(Task, task_id, worker, timezone.now())
     if task is None:
         logger.debug("task not claimable id=%s", task_id)
     return task
@@ -59,37 +63,43 @@ def _revoke_orphan(task):
 
 
 def execute(task):
-    """Run a claimed (RUNNING) task and record SUCCESS, WAITING, RETRY or FAILURE."""
-    task._may_have_tree = False
+    """Run a claimed (RUNNING) task and record SUCCESS, WAITING, RETRY or
+    FAILURE; returns the exception it raised, if any."""
+    run = RunningTask(task)
     try:
         task_function = registry.get(task.func_name)
     except UnknownTaskError as exc:
-        _record_error(task, None, exc)
-        return
+        _record_error(run, None, exc)
+        return exc
     try:
         if task_function.atomic:
             with transaction.atomic():
-                _record_return(task, _call(task_function, task))
+                _record_return(run, _call(task_function, run))
         else:
-            value = _call(task_function, task)
+            value = _call(task_function, run)
             with transaction.atomic():
-                _record_return(task, value)
+                _record_return(run, value)
     except Discarded:
         logger.info("task outcome discarded id=%s status changed while running", task.pk)
     except BaseException as exc:  # noqa: BLE001 - a task may raise anything, even SystemExit
-        _record_error(task, task_function, exc)
+        _record_error(run, task_function, exc)
+        return exc
+    return None
 
 
-def _call(task_function, task):
+def _call(task_function, run):
     try:
-        return task_function.fn(task, *task.args, **task.kwargs)
+        return task_function.fn(run, *run.task.args, **run.task.kwargs)
     finally:
-        logs.publish_pending(task)
+        logs.publish_pending(run)
 
 
-def _record_return(task, value):
+def _record_return(run, value):
+    task = run.task
+    if isinstance(value, RunningTask):
+        value = value.task
     if isinstance(value, Task):
-        _adopt(task, value)
+        _adopt(run, value)
         result = None
     else:
         try:
@@ -99,18 +109,19 @@ def _record_return(task, value):
                 f"{task.func_name} returned a value that is not JSON the database can store: {exc}"
             ) from exc
         result = value
-    if getattr(task, "_may_have_tree", False):
+    if run.may_have_tree:
         # This update locks our row after any child row we touched (lock order:
         # children first). A subtask finishing on another worker then either
         # sees us WAITING and completes us, or we see it done here.
         wait_for_subtasks(task, result)
         complete_if_ready(task)
     else:
-        finish(task, Task.STATUS_SUCCESS, result=result)
+        finish(task, Task.STATUS_SUCCESS, result=result, has_tree=False)
 
 
-def _adopt(task, returned):
-    """`task` returned another task: finish with that task's result once it is done."""
+def _adopt(run, returned):
+    """The run returned another task: finish with that task's result once it is done."""
+    task = run.task
     if returned.pk == task.pk or _chained_after(returned, task):
         raise CQError(
             f"{task.func_name} returned a task that can only start after it finishes; "
@@ -123,7 +134,7 @@ def _adopt(task, returned):
     )
     Task.objects.filter(pk=task.pk).update(waits_for_id=returned.pk)
     task.waits_for_id = returned.pk
-    task._may_have_tree = True
+    run.may_have_tree = True
 
 
 def _chained_after(returned, task):
@@ -137,7 +148,8 @@ def _chained_after(returned, task):
     return previous_id == task.pk
 
 
-def _record_error(task, task_function, exc):
+def _record_error(run, task_function, exc):
+    task = run.task
     error, trace = describe_error(exc)
     with transaction.atomic():
         if not isinstance(exc, CQError) and task_function is not None and \
@@ -146,7 +158,8 @@ def _record_error(task, task_function, exc):
             return
         logger.warning("task failed id=%s name=%s error=%s", task.pk, task.func_name, error)
         try:
-            finish(task, Task.STATUS_FAILURE, error=error, traceback=trace)
+            finish(task, Task.STATUS_FAILURE, error=error, traceback=trace,
+                   has_tree=run.may_have_tree)
         except Discarded:
             logger.info("task failure discarded id=%s status changed while running", task.pk)
 
@@ -163,15 +176,12 @@ def describe_error(exc):
 
 def _schedule_retry(task, task_function, error, trace):
     attempt = task.retries + 1
-    countdown = task_function.retry_countdown(attempt)
+    # Inline, nobody but the caller would wait out the backoff: retry at once.
+    countdown = 0 if serial.active() else task_function.retry_countdown(attempt)
     run_after = timezone.now() + timedelta(seconds=countdown) if countdown else None
     # With no delay the task goes straight back to QUEUED; with one it waits as
     # RETRY and the worker's housekeeping queues it when due.
-    status = Task.STATUS_RETRY if countdown else Task.STATUS_QUEUED
-    transitions.move(
-        Task, task.pk, Task.STATUS_RUNNING, attempt=task.retries,
-        status=status, retries=attempt, run_after=run_after, error=error, traceback=trace,
-    )
+    transitions.retry(task, run_after, error, trace)
     logger.info(
         "task retry id=%s name=%s attempt=%s countdown=%s error=%s",
         task.pk, task.func_name, attempt, countdown, error,

@@ -13,7 +13,7 @@ import logging
 from django.db import InterfaceError, OperationalError, close_old_connections
 from django.utils import timezone
 
-from . import doorbell, feeder, recovery, scheduler
+from . import doorbell, feeder, recovery, scheduler, transitions
 from .models import Task, WorkerHeartbeat
 from .outages import OutageLog
 
@@ -59,11 +59,8 @@ def beat(worker, now):
 
 def queue_due(worker, now):
     """Queue the rows whose `run_after` has come, and ring for them."""
-    ids = list(Task.objects.due(now).values_list("pk", flat=True)[:BATCH])
+    ids = transitions.release_due(Task, now, BATCH)
     if ids:
-        Task.objects.due(now).filter(pk__in=ids).update(
-            status=Task.STATUS_QUEUED, run_after=None
-        )
         doorbell.ring(ids)
 
 

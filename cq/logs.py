@@ -35,14 +35,15 @@ WARN_EVERY = 10.0
 _dropped = {"lines": 0, "warned": 0.0}
 
 
-def log(task, message, level=logging.INFO, publish=True, limit=40):
-    """`cqt.log()`: log to Python logging and buffer the line for the tree."""
-    pending = _pending(task)
-    pending.append(make_line(task, message, level))
+def log(run, message, level=logging.INFO, publish=True, limit=40):
+    """`cqt.log()`: log to Python logging and buffer the line for the tree;
+    `run` is the RunningTask (cq.running)."""
+    pending = run.pending_logs
+    pending.append(make_line(run, message, level))
     if publish:
         if limit:
             del pending[:-limit]
-        publish_pending(task)
+        publish_pending(run)
     else:
         del pending[:-cq_settings.MAX_LOG_LINES]
 
@@ -59,19 +60,18 @@ def make_line(task, message, level):
     }
 
 
-def publish_pending(task):
-    """Send the lines kept back with `publish=False` to the tree's buffer.
-    Never raises: lines the cache does not take are dropped with a warning."""
-    pending = _pending(task)
-    if not pending:
+def publish_pending(run):
+    """Send the lines of `run` kept back with `publish=False` to the tree's
+    buffer. Never raises: lines the cache does not take are dropped with a warning."""
+    if not run.pending_logs:
         return
-    lines = list(pending)
-    pending.clear()
-    task._may_have_tree = True
+    lines = list(run.pending_logs)
+    run.pending_logs.clear()
+    run.may_have_tree = True
     try:
-        _buffer(task.top_id, lines)
+        _buffer(run.top_id, lines)
     except Exception as exc:  # noqa: BLE001 - any cache failure costs the lines, not the task
-        _warn_dropped(task, len(lines), exc)
+        _warn_dropped(run, len(lines), exc)
 
 
 def buffered(top_id):
@@ -146,10 +146,6 @@ def _warn_dropped(task, count, exc):
             task.pk, _dropped["lines"], exc,
         )
         _dropped.update(lines=0, warned=now)
-
-
-def _pending(task):
-    return task.__dict__.setdefault("_pending_logs", [])
 
 
 def _size():

@@ -9,7 +9,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models, transaction
 from django.utils import timezone
 
-from . import doorbell, registry, transitions
+from . import doorbell, registry, serial, transitions
 from .conf import settings as cq_settings
 from .exceptions import DuplicateSubmitError, InvalidTaskOption
 from .storable import check_json
@@ -33,28 +33,32 @@ class TaskQuerySet(models.QuerySet):
 
 
 class Task(models.Model):
-    STATUS_PENDING = "P"
-    STATUS_RETRY = "Y"
-    STATUS_QUEUED = "Q"
-    STATUS_RUNNING = "R"
-    STATUS_FAILURE = "F"
-    STATUS_SUCCESS = "S"
-    STATUS_WAITING = "W"
-    STATUS_INCOMPLETE = "I"
-    STATUS_LOST = "L"
-    STATUS_REVOKED = "E"
-    STATUS_CHOICES = [
-        (STATUS_PENDING, "Pending"),
-        (STATUS_RETRY, "Retry"),
-        (STATUS_QUEUED, "Queued"),
-        (STATUS_RUNNING, "Running"),
-        (STATUS_FAILURE, "Failure"),
-        (STATUS_SUCCESS, "Success"),
-        (STATUS_WAITING, "Waiting"),
-        (STATUS_INCOMPLETE, "Incomplete"),
-        (STATUS_LOST, "Lost"),
-        (STATUS_REVOKED, "Revoked"),
-    ]
+    class Status(models.TextChoices):
+        """Where a task is in its life. The stored values are django-cq's letters."""
+
+        PENDING = "P", "Pending"  # created with submit=False; a chained task waits here
+        RETRY = "Y", "Retry"  # an attempt failed; waits out its backoff, then QUEUED again
+        QUEUED = "Q", "Queued"  # waits for a worker
+        RUNNING = "R", "Running"  # claimed by a worker; its function runs
+        FAILURE = "F", "Failure"  # raised, with no retry left
+        SUCCESS = "S", "Success"  # returned; its subtasks, if any, all succeeded
+        WAITING = "W", "Waiting"  # its function returned; its subtasks still run
+        INCOMPLETE = "I", "Incomplete"  # returned, but a subtask failed or was revoked
+        LOST = "L", "Lost"  # its worker died, or its outcome could not be recorded
+        REVOKED = "E", "Revoked"  # revoked before it finished; it never runs again
+
+    # django-cq's names for the statuses, kept for code written against it.
+    STATUS_PENDING = Status.PENDING
+    STATUS_RETRY = Status.RETRY
+    STATUS_QUEUED = Status.QUEUED
+    STATUS_RUNNING = Status.RUNNING
+    STATUS_FAILURE = Status.FAILURE
+    STATUS_SUCCESS = Status.SUCCESS
+    STATUS_WAITING = Status.WAITING
+    STATUS_INCOMPLETE = Status.INCOMPLETE
+    STATUS_LOST = Status.LOST
+    STATUS_REVOKED = Status.REVOKED
+    STATUS_CHOICES = Status.choices
     STATUS_ERROR = frozenset({STATUS_FAILURE, STATUS_INCOMPLETE, STATUS_LOST})
     STATUS_DONE = STATUS_ERROR | {STATUS_SUCCESS, STATUS_REVOKED}
     STATUS_ACTIVE = frozenset(
@@ -75,7 +79,7 @@ class Task(models.Model):
         help_text='Keyword arguments as JSON, e.g. {"retry": true}.',
     )
     status = models.CharField(
-        max_length=1, choices=STATUS_CHOICES, default=STATUS_PENDING,
+        max_length=1, choices=Status.choices, default=Status.PENDING,
         help_text="Where the task is in its life, e.g. Queued, Running, Success.",
     )
     result = models.JSONField(
@@ -213,12 +217,6 @@ class Task(models.Model):
 
     # ---- the API a running task (`cqt`) offers
 
-    def subtask(self, fn, args=(), kwargs=None, **fields):
-        """Launch a subtask; this task finishes only after it does."""
-        # Tells execution to park this task as WAITING instead of finishing it.
-        self._may_have_tree = True
-        return delay(fn, args, kwargs, parent=self, **fields)
-
     def chain(self, fn, args=(), kwargs=None, force_chain=False, **fields):
         """Run `fn(result, *args, **kwargs)` after this task succeeds (or after
         it fails too, with `force_chain=True`, receiving None). Returns the new task."""
@@ -247,22 +245,13 @@ class Task(models.Model):
         self.errorbacks = [*self.errorbacks, entry]
         Task.objects.filter(pk=self.pk).update(errorbacks=self.errorbacks)
 
-    def log(self, message, level=logging.INFO, publish=True, limit=40):
-        """Log a line to Python logging and to this task tree's log."""
-        from . import logs
-
-        logs.log(self, message, level, publish, limit)
-
     # ---- named state changes
 
     def submit(self, *pre_args):
         """Queue a PENDING task, with `pre_args` before its stored arguments."""
         args = [*pre_args, *self.args]
         check_json(args, "arguments")
-        queued = Task.objects.filter(pk=self.pk, status=self.STATUS_PENDING).update(
-            status=self.STATUS_QUEUED, args=args, submitted=timezone.now()
-        )
-        if not queued:
+        if not transitions.submit(self, args, timezone.now()):
             self.refresh_from_db(fields=["status"])
             if self.status == self.STATUS_REVOKED:
                 return self
@@ -271,7 +260,7 @@ class Task(models.Model):
             )
         self.status, self.args = self.STATUS_QUEUED, args
         if self.run_after is None:
-            doorbell.ring_on_commit([self.pk])
+            _ring([self])
         return self
 
     def revoke(self):
@@ -463,14 +452,10 @@ def delay(fn_or_name, args=(), kwargs=None, submit=True, **fields):
     `submit=False`) in the caller's transaction, rung after it commits."""
     task_function = registry.resolve(fn_or_name)
     task = _build(task_function, args, kwargs, fields)
-    if cq_settings.SERIAL:
-        from . import serial
-
-        return serial.delay(task_function, task.args, task.kwargs, submit)
     task.status = Task.STATUS_QUEUED if submit else Task.STATUS_PENDING
     transitions.insert(task)
     if submit and task.run_after is None:
-        doorbell.ring_on_commit([task.pk])
+        _ring([task])
     return task
 
 
@@ -481,15 +466,20 @@ def delay_many(fn_or_name, calls, **fields):
     for call in calls:
         args, kwargs = call if _is_args_kwargs_pair(call) else (call, None)
         tasks.append(_build(task_function, args, kwargs, dict(fields)))
-    if cq_settings.SERIAL:
-        from . import serial
-
-        return [serial.delay(task_function, t.args, t.kwargs) for t in tasks]
     for task in tasks:
         task.status = Task.STATUS_QUEUED
-    Task.objects.bulk_create(tasks, batch_size=1000)
-    doorbell.ring_on_commit([t.pk for t in tasks if t.run_after is None])
+    transitions.insert_many(tasks)
+    _ring([t for t in tasks if t.run_after is None])
     return tasks
+
+
+def _ring(tasks):
+    """Ring for `tasks` once the transaction commits; run inline (CQ_SERIAL,
+    a direct call), they have run when this returns: show their outcome."""
+    doorbell.ring_on_commit([task.pk for task in tasks])
+    if serial.active():
+        for task in tasks:
+            task.refresh_from_db()
 
 
 def _is_args_kwargs_pair(call):

@@ -1,4 +1,4 @@
-"""Recovering the tasks of dead workers.
+"""The sweeper: recovering the tasks of dead workers.
 
 A worker that dies (kill -9, OOM, machine gone) leaves its tasks RUNNING and
 stops sending heartbeats. Once its last heartbeat is older than
@@ -19,7 +19,7 @@ from datetime import UTC, timedelta
 
 from django.db import InterfaceError, OperationalError, transaction
 
-from . import doorbell, registry
+from . import doorbell, registry, transitions
 from .completion import Discarded, finish
 from .conf import settings as cq_settings
 from .exceptions import UnknownTaskError
@@ -107,12 +107,7 @@ def may_run_again(task):
 
 def requeue(task, reason):
     with transaction.atomic():
-        requeued = Task.objects.filter(
-            pk=task.pk, status=Task.STATUS_RUNNING, retries=task.retries
-        ).update(
-            status=Task.STATUS_QUEUED, retries=task.retries + 1, run_after=None,
-            error=f"{reason}; requeued",
-        )
+        requeued = transitions.requeue(task, f"{reason}; requeued")
         if requeued:
             doorbell.ring_on_commit([task.pk])
     if requeued:

@@ -20,7 +20,7 @@ import logging
 from django.db import models
 from django.utils import timezone
 
-from . import doorbell
+from . import doorbell, transitions
 from .models import Task
 
 logger = logging.getLogger(__name__)
@@ -107,9 +107,7 @@ def _revoke(ids, now):
     returns how many were revoked."""
     revoked = 0
     for start in range(0, len(ids), BATCH):
-        revoked += Task.objects.filter(
-            pk__in=ids[start:start + BATCH], status__in=Task.STATUS_ACTIVE
-        ).update(status=Task.STATUS_REVOKED, finished=now, error="revoked")
+        revoked += transitions.revoke(Task, ids[start:start + BATCH], now)
     return revoked
 
 

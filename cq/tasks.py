@@ -4,7 +4,7 @@ Schedule them with `schedule_task`, for example in a data migration
 (docs/scheduling.md has the whole recipe):
 
     schedule_task(RepeatingTask, "17 3 * * *", "cq.tasks.clean_up")
-    schedule_task(RepeatingTask, "*/10 * * * *", "cq.tasks.sweep")
+    schedule_task(RepeatingTask, "*/10 * * * *", "cq.tasks.feed")
 
 Logs need no task of their own: a tree's log lines are stored on its top-level
 row (and deleted with it), and lines left in the cache by a tree that never
@@ -43,7 +43,7 @@ def clean_up(cqt, batch=BATCH):
 
 
 @task(atomic=False)
-def sweep(cqt, older_than=None):
+def feed(cqt, older_than=None):
     """Queue retries that are due and ring for QUEUED tasks older than
     `older_than` seconds (default CQ_REQUEUE_AFTER) that have no doorbell in
     the channel, as every worker's housekeeping round does (cq.feeder).
@@ -51,6 +51,11 @@ def sweep(cqt, older_than=None):
     now = timezone.now()
     housekeeping.queue_due(None, now)
     return len(feeder.feed(None, now, older_than))
+
+
+# The name `feed` had before "sweeper" came to mean dead-worker recovery only
+# (cq.recovery): kept, so that schedules stored with it go on running.
+sweep = task("cq.tasks.sweep", atomic=False)(feed.fn)
 
 
 def expired(now):

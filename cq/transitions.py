@@ -1,164 +1,151 @@
-"""The hot-path state changes of a task row, as single SQL statements.
+"""Every status change of a task row, in one place.
 
-Every task pays for these, so they skip the ORM's query building (which cost
-more CPU than the database round trip itself) but keep its value conversion:
-parameters go through each field's `get_db_prep_save`, and returned rows
-through the same converters the ORM applies, so JSON, UUIDs and datetimes
-behave as everywhere else. PostgreSQL and SQLite (3.35+) support `RETURNING`.
+Each transition is one guarded UPDATE: it changes the row only while the row
+is in the status the transition expects (and, for a task that has run, still
+at the attempt the caller holds: its `retries` count). Workers, sweepers and
+revokes that race each other therefore never overwrite one another; the loser
+learns it from the return value. Nothing else in cq writes a task's status.
+
+    insert        (new) -> PENDING or QUEUED        .delay(), delay_many()
+    submit        PENDING -> QUEUED                 Task.submit(), a released chain
+    release_due   QUEUED or RETRY, due -> QUEUED    housekeeping (countdowns, backoff)
+    claim         QUEUED, due -> RUNNING            a worker
+    park          RUNNING -> WAITING                its subtasks still run
+    retry         RUNNING -> QUEUED or RETRY        an attempt failed, retries are left
+    requeue       RUNNING -> QUEUED                 its worker died (cq.recovery)
+    finish        RUNNING or WAITING -> final       Success, Failure, Incomplete, Lost, Revoked
+    revoke        any active -> REVOKED             Task.revoke(), in lock order (cq.revoking)
+
+The signals of cq.signals are sent from here. Functions take the Task model
+(or an instance of it) from their caller, so that this module needs no import
+of cq.models.
 """
 
-from functools import lru_cache
+import logging
+from functools import partial
 
-from django.db import connections, router
+from django.db import transaction
 
+from . import signals, statements
 
-def claim(model, task_id, worker, now, queued, running):
-    """QUEUED (and due) -> RUNNING in one statement; the claimed row, or None."""
-    db = router.db_for_write(model)
-    connection = connections[db]
-    sql = _claim_sql(model, connection.vendor)
-    params = [
-        _prep(model, "status", running, connection),
-        _prep(model, "started", now, connection),
-        _prep(model, "worker", worker, connection),
-        _prep(model, "id", task_id, connection),
-        _prep(model, "status", queued, connection),
-        _prep(model, "run_after", now, connection),
-    ]
-    return _fetch_instance(model, db, sql, params)
+logger = logging.getLogger(__name__)
 
 
-def get(model, task_id):
-    """The row as a model instance, or None: `objects.get()` without the ORM's
-    query building (what `wait()` reads while it waits)."""
-    db = router.db_for_read(model)
-    connection = connections[db]
-    return _fetch_instance(model, db, _select_sql(model, db), [_prep(model, "id", task_id, connection)])
+def insert(task):
+    """INSERT a new row; its status (PENDING or QUEUED) is set by the caller."""
+    statements.insert(task)
+    if task.status == task.STATUS_QUEUED:
+        _send_on_commit(signals.task_enqueued, type(task), [task.pk])
 
 
-def insert(instance):
-    """INSERT one new row (its primary key set by the caller), without the
-    ORM's save machinery: no signals are sent for task rows."""
-    model = type(instance)
-    db = router.db_for_write(model)
-    connection = connections[db]
-    fields = model._meta.concrete_fields
-    params = [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in fields]
-    with connection.cursor() as cursor:
-        cursor.execute(_insert_sql(model, db), params)
-    instance._state.adding = False
-    instance._state.db = db
+def insert_many(tasks):
+    """INSERT new QUEUED rows, a thousand per statement."""
+    if tasks:
+        model = type(tasks[0])
+        model.objects.bulk_create(tasks, batch_size=1000)
+        _send_on_commit(signals.task_enqueued, model, [task.pk for task in tasks])
 
 
-def move(model, task_id, expected, attempt=None, **fields):
-    """Update `fields` of the row if its status is `expected` (and, given an
-    `attempt`, its `retries` count is that: the row is still at that attempt).
-
-    Returns None if the row was not in that status; otherwise the number of
-    PENDING tasks chained after it, found in the same statement, so that the
-    common task, with no chain, needs no second query.
-    """
-    db = router.db_for_write(model)
-    connection = connections[db]
-    names = tuple(sorted(fields))
-    sql = _move_sql(model, names, connection.vendor, attempt is not None)
-    params = [_prep(model, name, fields[name], connection) for name in names]
-    params += [_prep(model, "id", task_id, connection), _prep(model, "status", expected, connection)]
-    if attempt is not None:
-        params.append(_prep(model, "retries", attempt, connection))
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params + [_prep(model, "status", model.STATUS_PENDING, connection)])
-        row = cursor.fetchone()
-        return None if row is None else row[0]
+def submit(task, args, now):
+    """PENDING -> QUEUED with `args` as its arguments; False if it was not PENDING."""
+    model = type(task)
+    queued = model.objects.filter(pk=task.pk, status=model.STATUS_PENDING).update(
+        status=model.STATUS_QUEUED, args=args, submitted=now
+    )
+    if queued:
+        _send_on_commit(signals.task_enqueued, model, [task.pk])
+    return bool(queued)
 
 
-def _fetch_instance(model, db, sql, params):
-    connection = connections[db]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    fields, converters = _row_reading(model, db)
-    values = [
-        _convert(value, converter_list, connection)
-        for value, converter_list in zip(row, converters)
-    ]
-    return model.from_db(db, fields, values)
-
-
-@lru_cache(maxsize=None)
-def _select_sql(model, db):
-    quote = connections[db].ops.quote_name
-    columns = ", ".join(quote(f.column) for f in model._meta.concrete_fields)
-    return f"SELECT {columns} FROM {quote(model._meta.db_table)} WHERE {_col(model, 'id')} = %s"
-
-
-@lru_cache(maxsize=None)
-def _row_reading(model, db):
-    """Field names and, per column, the converters the ORM would apply."""
-    connection = connections[db]
-    names, converters = [], []
-    for field in model._meta.concrete_fields:
-        column = field.get_col(model._meta.db_table)
-        names.append(field.attname)
-        converters.append(
-            [(c, column) for c in connection.ops.get_db_converters(column)]
-            + [(c, column) for c in column.get_db_converters(connection)]
+def release_due(model, now, limit):
+    """QUEUED or RETRY rows whose `run_after` has come -> QUEUED, `run_after`
+    cleared; returns the ids (at most `limit`), to be rung."""
+    ids = list(model.objects.due(now).values_list("pk", flat=True)[:limit])
+    if ids:
+        model.objects.due(now).filter(pk__in=ids).update(
+            status=model.STATUS_QUEUED, run_after=None
         )
-    return names, converters
+    return ids
 
 
-def _convert(value, converter_list, connection):
-    for converter, column in converter_list:
-        value = converter(value, column, connection)
-    return value
+def claim(model, task_id, worker, now):
+    """QUEUED (and due) -> RUNNING: of any number of workers holding a doorbell
+    for this task, exactly one gets the row back; the others get None."""
+    task = statements.claim(model, task_id, worker, now, model.STATUS_QUEUED, model.STATUS_RUNNING)
+    if task is not None:
+        _send(signals.task_started, model, [task.pk])
+    return task
 
 
-def _prep(model, name, value, connection):
-    return model._meta.get_field(name).get_db_prep_save(value, connection)
-
-
-@lru_cache(maxsize=None)
-def _claim_sql(model, vendor):
-    quote = connections[router.db_for_write(model)].ops.quote_name
-    columns = ", ".join(quote(f.column) for f in model._meta.concrete_fields)
-    return (
-        f"UPDATE {quote(model._meta.db_table)} "
-        f"SET {_col(model, 'status')} = %s, {_col(model, 'started')} = %s, "
-        f"{_col(model, 'worker')} = %s "
-        f"WHERE {_col(model, 'id')} = %s AND {_col(model, 'status')} = %s "
-        f"AND ({_col(model, 'run_after')} IS NULL OR {_col(model, 'run_after')} <= %s) "
-        f"RETURNING {columns}"
+def park(task, result):
+    """RUNNING -> WAITING, keeping `result` until its subtasks are done;
+    False if the row moved on (revoked, or requeued by a sweeper)."""
+    moved = statements.move(
+        type(task), task.pk, task.STATUS_RUNNING, attempt=task.retries,
+        status=task.STATUS_WAITING, result=result,
     )
+    return moved is not None
 
 
-@lru_cache(maxsize=None)
-def _insert_sql(model, db):
-    quote = connections[db].ops.quote_name
-    fields = model._meta.concrete_fields
-    return (
-        f"INSERT INTO {quote(model._meta.db_table)} "
-        f"({', '.join(quote(f.column) for f in fields)}) "
-        f"VALUES ({', '.join(['%s'] * len(fields))})"
+def retry(task, run_after, error, traceback):
+    """RUNNING -> QUEUED (or RETRY, until `run_after`), one more attempt counted;
+    False if the row moved on."""
+    status = task.STATUS_RETRY if run_after else task.STATUS_QUEUED
+    moved = statements.move(
+        type(task), task.pk, task.STATUS_RUNNING, attempt=task.retries, status=status,
+        retries=task.retries + 1, run_after=run_after, error=error, traceback=traceback,
     )
+    return moved is not None
 
 
-@lru_cache(maxsize=None)
-def _move_sql(model, names, vendor, fenced):
-    quote = connections[router.db_for_write(model)].ops.quote_name
-    table = quote(model._meta.db_table)
-    assignments = ", ".join(f"{_col(model, name)} = %s" for name in names)
-    attempt = f"AND {table}.{_col(model, 'retries')} = %s " if fenced else ""
-    return (
-        f"UPDATE {table} SET {assignments} "
-        f"WHERE {_col(model, 'id')} = %s AND {_col(model, 'status')} = %s {attempt}"
-        f"RETURNING (SELECT COUNT(*) FROM {table} follower "
-        f"WHERE follower.{_col(model, 'previous')} = {table}.{_col(model, 'id')} "
-        f"AND follower.{_col(model, 'status')} = %s)"
+def requeue(task, error):
+    """RUNNING -> QUEUED after its worker died, one more attempt counted; False
+    if another sweeper or the task's own worker got there first."""
+    moved = statements.move(
+        type(task), task.pk, task.STATUS_RUNNING, attempt=task.retries,
+        status=task.STATUS_QUEUED, retries=task.retries + 1, run_after=None, error=error,
     )
+    return moved is not None
 
 
-def _col(model, name):
-    quote = connections[router.db_for_write(model)].ops.quote_name
-    return quote(model._meta.get_field(name).column)
+def finish(task, status, expected, **fields):
+    """`expected` (RUNNING or WAITING) -> the final `status`, with `fields`.
+
+    Returns None if the row left `expected` or the attempt `task` holds
+    (revoked, or requeued from a worker presumed dead); otherwise the number
+    of PENDING tasks chained after it, found by the same statement."""
+    followers = statements.move(
+        type(task), task.pk, expected, attempt=task.retries, status=status, **fields
+    )
+    if followers is not None:
+        _send_on_commit(signals.task_finished, type(task), [task.pk], status=status)
+    return followers
+
+
+def revoke(model, ids, now):
+    """The active rows among `ids` -> REVOKED, in one UPDATE (the caller
+    chooses the order rows are locked in); returns how many changed."""
+    active = model.objects.filter(pk__in=ids, status__in=model.STATUS_ACTIVE)
+    revoked = active.update(status=model.STATUS_REVOKED, finished=now, error="revoked")
+    if revoked and signals.task_finished.has_listeners(model):
+        # This transaction sees its own writes: the rows revoked at `now`.
+        changed = model.objects.filter(pk__in=ids, status=model.STATUS_REVOKED, finished=now)
+        _send_on_commit(signals.task_finished, model, list(changed.values_list("pk", flat=True)),
+                        status=model.STATUS_REVOKED)
+    return revoked
+
+
+def _send_on_commit(signal, model, task_ids, **kwargs):
+    # Most projects have no receiver: then a task pays nothing for signals.
+    if task_ids and signal.has_listeners(model):
+        transaction.on_commit(partial(_send, signal, model, task_ids, **kwargs))
+
+
+def _send(signal, model, task_ids, **kwargs):
+    if not signal.has_listeners(model):
+        return
+    for task_id in task_ids:
+        for receiver, error in signal.send_robust(model, task_id=task_id, **kwargs):
+            if isinstance(error, Exception):
+                logger.error("signal receiver failed receiver=%r id=%s error=%r",
+                             receiver, task_id, error, exc_info=error)

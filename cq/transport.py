@@ -9,7 +9,7 @@ sent with `layer.send` are read by cq's worker.
 
 Only doorbells travel here, and the row is the truth, so cq needs none of the
 backup-queue machinery that `receive` uses to survive cancellation: a doorbell
-lost between Redis and a worker leaves its row QUEUED for the sweeper.
+lost between Redis and a worker leaves its row QUEUED for the feeder.
 
 Every Redis operation here has a deadline (`bounded`, CQ_REDIS_TIMEOUT): a
 half-open connection would otherwise hang it until TCP keepalive gives up.

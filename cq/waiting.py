@@ -21,7 +21,7 @@ import time
 
 from channels.layers import get_channel_layer
 
-from . import transitions, transport
+from . import statements, transport
 from .conf import settings as cq_settings
 
 logger = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ def _wait_polled(task_id, deadline):
 def _read(task_id):
     from .models import Task
 
-    return transitions.get(Task, task_id)
+    return statements.get(Task, task_id)
 
 
 def _is_done(row):

@@ -230,7 +230,7 @@ class Worker:
                 for message in messages:
                     await self.layer.send(self.channel, message)
         except Exception as exc:
-            logger.warning("could not give messages back, left to the sweeper error=%r", exc)
+            logger.warning("could not give messages back, left to the feeder error=%r", exc)
 
     def _handle(self, message):
         task_id = str(message.get("task_id")) if isinstance(message, dict) else ""
@@ -253,7 +253,7 @@ class Worker:
         starve the table. The doorbell wakes the worker; the table decides."""
         try:
             task_id = oldest_queued_id()
-        except Exception as exc:  # noqa: BLE001 - the boundary: log, the sweeper recovers
+        except Exception as exc:  # noqa: BLE001 - the boundary: log; the feeder rings again
             logger.warning("could not look for the oldest queued task error=%r", exc)
             return
         if task_id is not None:

@@ -8,6 +8,7 @@ from django.test import override_settings
 from cq import logs
 from cq.execution import run_task
 from cq.models import Task, WorkerHeartbeat
+from cq.running import RunningTask
 from tests.app import tasks
 from tests.conftest import run_queued, wait_until
 
@@ -73,7 +74,7 @@ def test_lines_of_a_chain_are_stored_on_its_first_task():
 
 
 def test_unpublished_lines_wait_for_the_next_published_one():
-    task = tasks.add.delay(1, 1)
+    task = RunningTask(tasks.add.delay(1, 1))
     task.log("kept back", publish=False)
     assert logs.buffered(task.pk) == []
     task.log("published")

@@ -11,7 +11,7 @@ from django.utils import timezone
 from cq import registry, scheduler
 from cq.consumers import run_task
 from cq.models import RepeatingTask, Task, schedule_task
-from cq.tasks import clean_up, sweep
+from cq.tasks import clean_up, feed, sweep
 
 DONE, ACTIVE = Task.STATUS_SUCCESS, Task.STATUS_QUEUED
 
@@ -80,6 +80,8 @@ def test_sweep_queues_due_retries_and_rings_for_stale_queued_tasks():
 def test_maintenance_tasks_are_registered_under_their_documented_names():
     assert registry.get("cq.tasks.clean_up") is clean_up
     assert registry.get("cq.tasks.sweep") is sweep
+    assert registry.get("cq.tasks.feed") is feed
+    assert feed.fn is sweep.fn
 
 
 @pytest.mark.django_db(transaction=True)

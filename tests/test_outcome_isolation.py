@@ -13,6 +13,7 @@ from django.utils import timezone
 from cq import logs, recovery
 from cq.execution import run_task
 from cq.models import Task, WorkerHeartbeat
+from cq.running import RunningTask
 from tests.app import tasks
 from tests.app.models import Note
 from tests.conftest import wait_until
@@ -83,7 +84,7 @@ def test_a_tree_logging_without_end_holds_a_bounded_number_of_cache_keys(setting
     # Buffer under a parent that is not done yet: nothing is stored, all is kept.
     task.status = Task.STATUS_RUNNING
     for n in range(500):
-        logs.log(task, f"line {n}")
+        logs.log(RunningTask(task), f"line {n}")
     keys = list(redis_client.scan_iter(match=f"*cq:logs:{task.pk}:*", count=1000))
     assert len(keys) <= 21  # 20 slots and the counter
     assert [line["message"] for line in logs.buffered(task.pk)] == [
@@ -95,7 +96,7 @@ def test_a_dead_workers_task_whose_tree_logged_unstorable_text_is_marked_lost():
     now = timezone.now()
     WorkerHeartbeat.objects.create(name=DEAD, seen=now - timedelta(seconds=45))
     poisoned = running(tasks.log_bad_text, now, args=["nul"])
-    logs.log(poisoned, tasks.BAD_TEXT["nul"])
+    logs.log(RunningTask(poisoned), tasks.BAD_TEXT["nul"])
     others = [running(tasks.sleep, now, args=[300]) for _ in range(3)]
     assert recovery.sweep(FakeWorker(), now) == 4
     assert statuses([poisoned.pk, *(t.pk for t in others)]) == {Task.STATUS_LOST: 4}

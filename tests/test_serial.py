@@ -1,4 +1,5 @@
-"""Inline runs: direct calls, and `.delay()` under CQ_SERIAL. No rows, no worker."""
+"""Inline runs, through the worker's own execution path: direct calls (which
+leave no row behind), and `.delay()` under CQ_SERIAL (which stores its rows). No worker."""
 
 import time
 
@@ -40,14 +41,39 @@ def test_a_direct_call_runs_subtasks_and_chains_inline():
     assert not Task.objects.exists()
 
 
+def test_a_direct_call_retries_then_raises_the_last_exception_and_leaves_no_row():
+    key = f"direct-{time.monotonic_ns()}"
+    with pytest.raises(ConnectionError, match="attempt 3"):
+        tasks.flaky(key, 5)
+    assert not Task.objects.exists()
+
+
+def test_a_direct_call_from_a_task_runs_at_once():
+    assert tasks.call_directly(2, 3) == 50
+    with override_settings(CQ_SERIAL=True):
+        assert tasks.call_directly.delay(2, 3).result == 50
+
+
 # ---- CQ_SERIAL
 
 
 @serial
-def test_serial_delay_runs_at_once_and_writes_no_row():
+def test_serial_delay_stores_the_row_and_runs_it_at_once():
     task = tasks.add.delay(2, 3)
     assert (task.status, task.result) == (Task.STATUS_SUCCESS, 5)
     assert task.wait(1) is task
+    stored = Task.objects.get()
+    assert (stored.pk, stored.status, stored.result) == (task.pk, Task.STATUS_SUCCESS, 5)
+    assert stored.started is not None and stored.finished is not None
+
+
+@serial
+def test_serial_delay_runs_even_inside_a_transaction_that_never_commits():
+    from django.db import transaction
+
+    with pytest.raises(RuntimeError), transaction.atomic():
+        assert tasks.add.delay(2, 3).result == 5
+        raise RuntimeError("rolled back")
     assert not Task.objects.exists()
 
 
@@ -87,7 +113,7 @@ def test_serial_subtasks_chains_and_returned_tasks_behave_as_with_workers():
 @serial
 def test_serial_chain_on_the_running_task_runs_after_it():
     task = tasks.chain_on_self.delay(5)
-    [follower] = task.followers
+    [follower] = task.next.all()
     assert (follower.status, follower.result) == (Task.STATUS_SUCCESS, 105)
 
 
@@ -126,7 +152,7 @@ def test_serial_errorback_is_called():
 def test_serial_logs_collect_on_the_top_task():
     task = tasks.log_tree.delay(2)
     assert [line["message"] for line in task.logs] == ["parent starts", "child 0", "child 1"]
-    assert {line["origin"] for line in task.logs[1:]} == {str(c.pk) for c in task.subtasks}
+    assert {line["origin"] for line in task.logs[1:]} == {str(c.pk) for c in task.subtasks.all()}
     assert all(line["timestamp"] for line in task.logs)
     limited = tasks.log_lines.delay(100, publish_every=100, limit=10)
     assert limited.logs[0]["message"] == "line 90"

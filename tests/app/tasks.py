@@ -327,3 +327,9 @@ def spawn_after_flag(cqt, flag, count):
     for n in range(count):
         cqt.subtask(record_run, (f"late child {n}",))
     return count
+
+
+@task
+def call_directly(cqt, a, b):
+    """Calls another task as a plain function, from inside a task."""
+    return add(a, b) * 10
