@@ -77,8 +77,8 @@ test-sqlite: venv
 
 # The benchmark on SQLite (docs/performance.md); BENCH_ARGS="--quick" for a smoke run.
 bench: venv
-	$(BIN)/python -m django migrate --settings=cq.bench.settings_sqlite --verbosity 0
-	$(BIN)/python -m django cq_bench --settings=cq.bench.settings_sqlite $(BENCH_ARGS)
+	$(BIN)/python -m django migrate --settings=bench.settings_sqlite --verbosity 0
+	$(BIN)/python -m django cq_bench --settings=bench.settings_sqlite $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(VENV6) $(CONTRACT_VENVS) .pytest_cache example_project/db.sqlite3

@@ -1,4 +1,4 @@
-"""Benchmark settings on SQLite (WAL): `--settings cq.bench.settings_sqlite`.
+"""Benchmark settings on SQLite (WAL): `--settings bench.settings_sqlite`.
 
 Environment (besides those of settings_base): CQ_BENCH_SQLITE_PATH, default
 <tmp>/cq-bench.sqlite3. Run `migrate` with these settings once before benchmarking.

@@ -1,13 +1,13 @@
 """`cq_bench`: cq's benchmark against this project's database and channel layer.
 
 Starts real `runworker cq-tasks` processes and prints one table; see
-docs/performance.md. The work lives in `cq.bench`.
+docs/performance.md. The work lives in `bench`.
 """
 
 from django.core.management import BaseCommand, CommandError
 
-from cq.bench.runner import SCENARIOS, Bench, BenchError
-from cq.bench.report import render
+from bench.runner import SCENARIOS, Bench, BenchError
+from bench.report import render
 
 FULL = {"n": 5000, "reps": 3, "latency_samples": 300, "idle_samples": 20,
         "memory_tasks": 100_000, "time_limit": 3600}

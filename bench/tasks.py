@@ -9,7 +9,7 @@ from cq import task
 
 from . import metrics
 
-NAME = "cq.bench.noop"
+NAME = "bench.noop"
 
 
 @task(NAME)

@@ -83,7 +83,7 @@ def pg_snapshot():
         )
         row = cursor.fetchone()
     connections.close_all()
-    return Counter(dict(zip(PG_COUNTERS, row)))
+    return Counter(dict(zip(PG_COUNTERS, row, strict=True)))
 
 
 def settle():

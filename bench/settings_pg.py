@@ -1,4 +1,4 @@
-"""Benchmark settings on PostgreSQL: `--settings cq.bench.settings_pg`.
+"""Benchmark settings on PostgreSQL: `--settings bench.settings_pg`.
 
 Environment (besides those of settings_base): CQ_BENCH_PG_NAME (default
 "cq_bench"), CQ_BENCH_PG_USER ("postgres"), CQ_BENCH_PG_PASSWORD (""),

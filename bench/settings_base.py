@@ -2,8 +2,8 @@
 
 Tuned for measuring, not for defaults: persistent database connections
 (CONN_MAX_AGE), Redis sockets with a read timeout above channels-redis' 5 s
-blocking receive (check cq.W001), a channel capacity and expiry large enough for a pre-filled queue, and
-logging at WARNING so no run pays for per-task log lines.
+blocking receive (check cq.W001), a channel capacity and expiry large enough for a
+pre-filled queue, and logging at WARNING so no run pays for per-task log lines.
 
 Environment:
   CQ_BENCH_REDIS   Redis URL of the channel layer and cache,
@@ -22,7 +22,9 @@ TIME_ZONE = "UTC"
 ALLOWED_HOSTS = []
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-INSTALLED_APPS = ["cq", "channels"]
+# "bench" is the app that holds the `cq_bench` command and the no-op task:
+# only these settings install it, so it is in no user's `manage.py help`.
+INSTALLED_APPS = ["cq", "channels", "bench"]
 
 # Large enough for a pre-filled queue of every run the bench makes (it checks);
 # the expiry covers a backlog that takes minutes to drain.

@@ -36,7 +36,7 @@ class WorkerProcess:
         if count_sql:
             env[COUNT_SQL_ENV] = count_sql
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "cq.bench.worker", str(max(1, int(hard_limit))),
+            [sys.executable, "-m", "bench.worker", str(max(1, int(hard_limit))),
              "--concurrency", str(concurrency)],
             env=env, stdout=self.log, stderr=subprocess.STDOUT,
             start_new_session=True,  # own process group: pgid == pid
@@ -147,8 +147,12 @@ def _signal_group(pgid, signum):
 
 
 def _python_path():
-    # The workers import the same settings module and cq as this process.
-    paths = [os.getcwd(), str(Path(cq.__file__).resolve().parent.parent)]
+    # The workers import the same settings module, bench and cq as this process.
+    paths = [
+        os.getcwd(),
+        str(Path(__file__).resolve().parent.parent),
+        str(Path(cq.__file__).resolve().parent.parent),
+    ]
     if os.environ.get("PYTHONPATH"):
         paths.append(os.environ["PYTHONPATH"])
     return os.pathsep.join(paths)

@@ -1,4 +1,4 @@
-"""`python -m cq.bench.worker SECONDS [runworker options]`: a real
+"""`python -m bench.worker SECONDS [runworker options]`: a real
 `runworker cq-tasks` that knows the bench's no-op task.
 
 SIGALRM ends the process after SECONDS whatever happens to the bench (even
