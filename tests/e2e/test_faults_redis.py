@@ -23,9 +23,17 @@ from cq import transport
 from cq.doorbell import doorbell
 from cq.models import Task, WorkerHeartbeat
 from tests.app import tasks
-from tests.conftest import channel_key, channel_layers, wait_until
 from tests.faults import RedisServer, TcpProxy
-from tests.test_faults import FAST, errors, refreshed, statuses, unfinished
+from tests.helpers import (
+    FAST,
+    channel_key,
+    channel_layers,
+    errors,
+    refreshed,
+    statuses,
+    unfinished,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 

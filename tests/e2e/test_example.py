@@ -8,7 +8,7 @@ import sys
 import pytest
 from django.conf import settings
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 pytestmark = pytest.mark.slow
 

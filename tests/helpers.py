@@ -1,41 +1,24 @@
+"""What tests of every lane share: real worker processes, waiting, running queued
+tasks in this process, the channel in Redis, and the fault tests' timings and
+queries. Plain functions and classes; the fixtures are in tests/fixtures.py."""
+
 import copy
 import os
 import signal
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
-import pytest
-import redis
 from django.conf import settings
 from django.db import connection
-from django.test import override_settings
+from django.db.models import Count
 
 from cq.doorbell import doorbell
-from tests.faults import RedisServer
+from cq.models import Task
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def redis_client():
-    client = redis.Redis.from_url(settings.REDIS_URL)
-    yield client
-    client.close()
-
-
-@pytest.fixture(autouse=True)
-def clean_redis():
-    """Remove this suite's keys (and only them) after each test."""
-    yield
-    doorbell.flush()
-    client = redis.Redis.from_url(settings.REDIS_URL)
-    keys = list(client.scan_iter(match=f"{settings.REDIS_PREFIX}*", count=1000))
-    keys += list(client.scan_iter(match=f":1:{settings.REDIS_PREFIX}*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
 
 
 def channel_layers(address=None, **config):
@@ -49,27 +32,6 @@ def channel_layers(address=None, **config):
     return layers
 
 
-@pytest.fixture
-def private_redis():
-    """A redis-server of the test's own, that it may flush, stop and restart.
-    This process uses it at once; pass `private_redis.env` to the workers."""
-    server = RedisServer()
-    server.start()
-    database = settings.REDIS_URL.rsplit("/", 1)[1]
-    url = f"{server.url}/{database}"
-    caches = copy.deepcopy(settings.CACHES)
-    caches["default"]["LOCATION"] = url
-    server.env = {"CQ_TEST_REDIS": server.url}
-    server.client = redis.Redis.from_url(url)
-    try:
-        with override_settings(CHANNEL_LAYERS=channel_layers(address=url), CACHES=caches):
-            yield server
-            doorbell.flush(2)
-    finally:
-        server.client.close()
-        server.stop()
-
-
 def channel_key():
     """The Redis sorted set that holds the cq channel's messages."""
     from cq.conf import settings as cq_settings
@@ -81,7 +43,10 @@ class WorkerProcess:
     """A real `manage.py runworker cq-tasks` subprocess on the test database."""
 
     def __init__(self, *args, env=None, channel="cq-tasks"):
-        self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"cq-worker-{os.getpid()}-{time.monotonic_ns()}.log"
+        self.log_path = (
+            Path(os.environ.get("TMPDIR", "/tmp"))
+            / f"cq-worker-{os.getpid()}-{time.monotonic_ns()}.log"
+        )
         self.log = open(self.log_path, "w+")
         worker_env = {
             **os.environ,
@@ -92,7 +57,10 @@ class WorkerProcess:
         }
         self.process = subprocess.Popen(
             [sys.executable, "-m", "django", "runworker", channel, *args],
-            cwd=ROOT, env=worker_env, stdout=self.log, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=worker_env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
         )
 
     @property
@@ -125,21 +93,6 @@ class WorkerProcess:
         self.log_path.unlink(missing_ok=True)
 
 
-@pytest.fixture
-def start_worker(transactional_db):
-    """Start real worker processes: `start_worker("--concurrency", "2")`."""
-    started = []
-
-    def start(*args, env=None, channel="cq-tasks"):
-        worker = WorkerProcess(*args, env=env, channel=channel)
-        started.append(worker)
-        return worker
-
-    yield start
-    for worker in started:
-        worker.stop()
-
-
 def run_queued(rounds=50):
     """Run every QUEUED task in this process, as a worker would, until none is
     left (subtasks and chained tasks included); returns how many ran."""
@@ -150,7 +103,8 @@ def run_queued(rounds=50):
     for _ in range(rounds):
         ids = list(
             Task.objects.filter(status=Task.STATUS_QUEUED, run_after__isnull=True)
-            .order_by("submitted").values_list("pk", flat=True)
+            .order_by("submitted")
+            .values_list("pk", flat=True)
         )
         if not ids:
             return ran
@@ -173,3 +127,67 @@ def wait_until(predicate, timeout=20.0, interval=0.05, message="condition"):
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+
+
+# ---- fault tests: recovery timings and what became of a batch of tasks
+
+# Recovery timings for these tests (cq's defaults are 30 s, 5 s and 10 s; set
+# CQ_TEST_FAULT_WORKER_TIMEOUT=30 to measure recovery with the defaults).
+TIMEOUT = float(os.environ.get("CQ_TEST_FAULT_WORKER_TIMEOUT", "3"))
+FAST = {
+    "CQ_TEST_WORKER_TIMEOUT": str(TIMEOUT),
+    "CQ_TEST_HEARTBEAT_INTERVAL": str(TIMEOUT / 6),
+    "CQ_TEST_REQUEUE_AFTER": "1",
+}
+
+
+def refreshed(task):
+    task.refresh_from_db()
+    return task
+
+
+def unfinished(ids):
+    return Task.objects.filter(pk__in=ids).exclude(status__in=Task.STATUS_DONE).count()
+
+
+def statuses(ids):
+    return dict(Task.objects.filter(pk__in=ids).values_list("status").annotate(n=Count("pk")))
+
+
+def errors(ids):
+    """The errors of the tasks that did not succeed, for assertion messages."""
+    return list(
+        Task.objects.filter(pk__in=ids)
+        .exclude(status=Task.STATUS_SUCCESS)
+        .values_list("status", "error", "traceback")[:3]
+    )
+
+
+# ---- the sweeper's view of workers, without a worker process
+
+DEAD = "dead-host:1:aaaaaa"
+
+
+class FakeWorker:
+    """What the sweeper asks of the worker running it."""
+
+    def __init__(self, name="sweeper:2:bbbbbb", running=(), steady=True):
+        self.name, self.concurrency, self.idle = name, 1, True
+        self._running, self._steady = {str(pk) for pk in running}, steady
+
+    def running_ids(self):
+        return set(self._running)
+
+    def heartbeat_steady(self):
+        return self._steady
+
+
+def running(fn, now, worker=DEAD, started_ago=50, args=(), **fields):
+    return Task.objects.create(
+        func_name=fn.name,
+        args=list(args),
+        status=Task.STATUS_RUNNING,
+        worker=worker,
+        started=now - timedelta(seconds=started_ago),
+        **fields,
+    )

@@ -13,8 +13,7 @@ from cq.exceptions import DuplicateSubmitError, InvalidTaskOption, UnknownTaskEr
 from cq.execution import run_task
 from cq.models import Task, delay
 from tests.app import tasks
-from tests.app.models import Note
-from tests.conftest import channel_depth, run_queued, wait_until
+from tests.helpers import channel_depth, run_queued
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -202,19 +201,6 @@ def test_revoking_a_finished_task_keeps_its_status():
     run_queued()
     task.revoke()
     assert task.status == Task.STATUS_SUCCESS
-
-
-@pytest.mark.slow
-def test_a_revoked_task_whose_doorbell_is_on_the_channel_never_runs(start_worker, redis_client):
-    task = tasks.record_run.delay("must not run")
-    assert channel_depth(redis_client) == 1
-    task.revoke()
-    start_worker()
-    wait_until(lambda: channel_depth(redis_client) == 0, message="doorbell consumed")
-    control = tasks.record_run.delay("runs")
-    assert control.wait(30).status == Task.STATUS_SUCCESS
-    assert Task.objects.get(pk=task.pk).status == Task.STATUS_REVOKED
-    assert list(Note.objects.values_list("text", flat=True)) == ["runs"]
 
 
 def test_the_active_index_covers_exactly_the_active_statuses():

@@ -14,7 +14,7 @@ from cq import revoking
 from cq.models import Task
 from tests.app import tasks
 from tests.app.models import Note
-from tests.conftest import run_queued, wait_until
+from tests.helpers import run_queued, wait_until
 
 POSTGRES = os.environ.get("CQ_TEST_DB", "postgres") == "postgres"
 

@@ -15,9 +15,18 @@ from cq.execution import run_task
 from cq.models import Task, WorkerHeartbeat
 from tests.app import tasks
 from tests.app.models import Note
-from tests.conftest import wait_until
-from tests.test_faults import FAST, TIMEOUT, errors, refreshed, statuses, unfinished
-from tests.test_recovery import DEAD, FakeWorker, running
+from tests.helpers import (
+    DEAD,
+    FAST,
+    TIMEOUT,
+    FakeWorker,
+    errors,
+    refreshed,
+    running,
+    statuses,
+    unfinished,
+    wait_until,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -17,43 +17,26 @@ from cq.doorbell import doorbell
 from cq.models import Task
 from tests.app import tasks
 from tests.app.models import Note
-from tests.conftest import channel_key, channel_layers, wait_until
 from tests.faults import TcpProxy, free_port
+from tests.helpers import (
+    FAST,
+    TIMEOUT,
+    channel_key,
+    channel_layers,
+    errors,
+    refreshed,
+    statuses,
+    unfinished,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
 POSTGRES = os.environ.get("CQ_TEST_DB", "postgres") == "postgres"
-# Recovery timings for these tests (cq's defaults are 30 s, 5 s and 10 s; set
-# CQ_TEST_FAULT_WORKER_TIMEOUT=30 to measure recovery with the defaults).
-TIMEOUT = float(os.environ.get("CQ_TEST_FAULT_WORKER_TIMEOUT", "3"))
-FAST = {
-    "CQ_TEST_WORKER_TIMEOUT": str(TIMEOUT),
-    "CQ_TEST_HEARTBEAT_INTERVAL": str(TIMEOUT / 6),
-    "CQ_TEST_REQUEUE_AFTER": "1",
-}
-
-
-def refreshed(task):
-    task.refresh_from_db()
-    return task
 
 
 def worker_pid(task):
     return int(task.worker.split(":")[1])
-
-
-def unfinished(ids):
-    return Task.objects.filter(pk__in=ids).exclude(status__in=Task.STATUS_DONE).count()
-
-
-def statuses(ids):
-    return dict(Task.objects.filter(pk__in=ids).values_list("status").annotate(n=Count("pk")))
-
-
-def errors(ids):
-    """The errors of the tasks that did not succeed, for assertion messages."""
-    return list(Task.objects.filter(pk__in=ids).exclude(status=Task.STATUS_SUCCESS)
-                .values_list("status", "error", "traceback")[:3])
 
 
 def notes_written_twice():
@@ -178,7 +161,8 @@ def test_backlog_far_beyond_channel_capacity_completes_with_redis_bounded(
 
 def test_tasks_complete_after_their_doorbells_expired(start_worker, redis_client):
     with override_settings(CHANNEL_LAYERS=channel_layers(expiry=1)):
-        ids = [task.pk for task in tasks.record_run.delay_many([(f"expired {n}",) for n in range(20)])]
+        expiring = tasks.record_run.delay_many([(f"expired {n}",) for n in range(20)])
+        ids = [task.pk for task in expiring]
         doorbell.flush()
         wait_until(lambda: not redis_client.exists(channel_key()), 10, message="expiry")
         start_worker(env={**FAST, "CQ_TEST_CHANNEL_EXPIRY": "1"})
@@ -230,7 +214,9 @@ def test_database_cut_off_for_seconds_worker_resumes_and_tasks_complete_once(sta
 def test_task_raising_system_exit_or_keyboard_interrupt_fails_and_worker_lives_on(start_worker):
     worker = start_worker()
     exits, interrupts, adds = (
-        tasks.raise_system_exit.delay(), tasks.raise_keyboard_interrupt.delay(), tasks.add.delay(1, 2)
+        tasks.raise_system_exit.delay(),
+        tasks.raise_keyboard_interrupt.delay(),
+        tasks.add.delay(1, 2),
     )
     for task in (exits, interrupts, adds):
         refreshed(task).wait(30)

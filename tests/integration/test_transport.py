@@ -11,8 +11,8 @@ from django.test import override_settings
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from cq import transport
-from tests.conftest import channel_layers
 from tests.faults import RedisServer, TcpProxy
+from tests.helpers import channel_layers
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from cq.execution import claim, run_task
 from cq.models import Task
 from tests.app import tasks
 from tests.app.models import Note
-from tests.conftest import run_queued, wait_until
+from tests.helpers import run_queued, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -1,5 +1,5 @@
 """The sweeper's decisions, in this process, with time passed in (no worker killed here:
-tests/test_faults.py kills real ones)."""
+tests/e2e/test_faults.py kills real ones)."""
 
 from datetime import timedelta
 
@@ -11,24 +11,9 @@ from cq.doorbell import doorbell
 from cq.models import Task, WorkerHeartbeat
 from tests.app import tasks
 from tests.app.models import Note
+from tests.helpers import DEAD, FakeWorker, running
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-DEAD = "dead-host:1:aaaaaa"
-
-
-class FakeWorker:
-    """What the sweeper asks of the worker running it."""
-
-    def __init__(self, name="sweeper:2:bbbbbb", running=(), steady=True):
-        self.name, self.concurrency, self.idle = name, 1, True
-        self._running, self._steady = {str(pk) for pk in running}, steady
-
-    def running_ids(self):
-        return set(self._running)
-
-    def heartbeat_steady(self):
-        return self._steady
 
 
 @pytest.fixture
@@ -39,13 +24,6 @@ def now():
 @pytest.fixture
 def dead_worker(now):
     return WorkerHeartbeat.objects.create(name=DEAD, seen=now - timedelta(seconds=45))
-
-
-def running(fn, now, worker=DEAD, started_ago=50, args=(), **fields):
-    return Task.objects.create(
-        func_name=fn.name, args=list(args), status=Task.STATUS_RUNNING, worker=worker,
-        started=now - timedelta(seconds=started_ago), **fields,
-    )
 
 
 def status_of(task):

@@ -12,8 +12,8 @@ from cq import channel, feeder
 from cq.doorbell import doorbell
 from cq.models import Task
 from tests.app import tasks
-from tests.conftest import channel_key, channel_layers
 from tests.faults import free_port
+from tests.helpers import channel_key, channel_layers
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -15,7 +15,7 @@ from cq.models import Task, WorkerHeartbeat
 from cq.worker import Worker
 from tests.app import tasks
 from tests.app.models import Note
-from tests.conftest import channel_depth, channel_key, wait_until
+from tests.helpers import channel_depth, channel_key, wait_until
 
 pytestmark = pytest.mark.slow
 

@@ -116,4 +116,5 @@ def test_messages_older_than_expiry_are_dropped_at_the_next_send(layer, redis_cl
 
 def test_the_receive_backup_set_is_named_with_the_inflight_suffix(layer):
     # cq.channel reads prefix + channel + "$inflight" for doorbells being received.
-    assert layer._backup_channel_name(layer.prefix + CHANNEL) == layer.prefix + CHANNEL + "$inflight"
+    backup = layer._backup_channel_name(layer.prefix + CHANNEL)
+    assert backup == layer.prefix + CHANNEL + "$inflight"

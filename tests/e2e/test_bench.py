@@ -12,11 +12,9 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from cq.bench.tasks import NAME
+from bench.tasks import NAME
 from cq.models import Task
-from tests.conftest import wait_until
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers import ROOT, wait_until
 
 ROWS = [
     "calibration: ORM alone",
@@ -45,7 +43,7 @@ ROWS = [
 def bench_process(*options, marker):
     env = {
         **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "DJANGO_SETTINGS_MODULE": "tests.settings_bench",
         "CQ_TEST_DB_NAME": connection.settings_dict["NAME"],
         "PYTHONPATH": str(ROOT),
         # Inherited by the bench's workers: lets the test find them.
