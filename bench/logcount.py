@@ -32,5 +32,8 @@ class LogCounter(logging.Handler):
             self.counts[f"{self.scenario}: {record.name}: {event}"] += 1
 
     def total(self, scenario=None):
-        return sum(count for key, count in self.counts.items()
-                   if scenario is None or key.startswith(f"{scenario}: "))
+        return sum(
+            count
+            for key, count in self.counts.items()
+            if scenario is None or key.startswith(f"{scenario}: ")
+        )

@@ -38,9 +38,12 @@ def _title(bench):
 def _rows(bench):
     selected = set(bench.only)
     sections = [
-        ("calibrate", _calibration_rows), ("drain", _drain_rows), ("e2e", _end_to_end_rows),
+        ("calibrate", _calibration_rows),
+        ("drain", _drain_rows),
+        ("e2e", _end_to_end_rows),
         ("latency", lambda b: _latency_rows(b, "busy")),
-        ("idle", lambda b: _latency_rows(b, "idle")), ("stats", _stats_rows),
+        ("idle", lambda b: _latency_rows(b, "idle")),
+        ("stats", _stats_rows),
     ]
     rows = []
     for name, section in sections:
@@ -50,10 +53,16 @@ def _rows(bench):
             # The enqueue rows are flagged one by one, each for its own method.
             rows += _enqueue_rows(bench)
     rows += [
-        ("cq warnings logged by the producer (e.g. doorbell sends that failed)",
-         f"{bench.warnings.total():,}", "records"),
-        ("worker log lines (workers log at WARNING and above)",
-         f"{bench.worker_log_lines:,}", "lines"),
+        (
+            "cq warnings logged by the producer (e.g. doorbell sends that failed)",
+            f"{bench.warnings.total():,}",
+            "records",
+        ),
+        (
+            "worker log lines (workers log at WARNING and above)",
+            f"{bench.worker_log_lines:,}",
+            "lines",
+        ),
         ("peak worker RSS (VmHWM, any worker of the run)", _mib(bench.peak_rss), "MiB"),
     ]
     if "memory" in selected:
@@ -86,19 +95,31 @@ def _enqueue_rows(bench):
 def _calibration_rows(bench):
     count = min(bench.n, 1000)
     return [
-        (f"calibration: ORM alone, INSERT + 2 UPDATEs autocommit, {count} rows",
-         _rate(bench, "calibrate.orm"), "lifecycles/s"),
-        (f"calibration: channel layer alone, {count} sends", _rate(bench, "calibrate.send"),
-         "messages/s"),
-        (f"calibration: channel layer alone, {count} receives",
-         _rate(bench, "calibrate.receive"), "messages/s"),
+        (
+            f"calibration: ORM alone, INSERT + 2 UPDATEs autocommit, {count} rows",
+            _rate(bench, "calibrate.orm"),
+            "lifecycles/s",
+        ),
+        (
+            f"calibration: channel layer alone, {count} sends",
+            _rate(bench, "calibrate.send"),
+            "messages/s",
+        ),
+        (
+            f"calibration: channel layer alone, {count} receives",
+            _rate(bench, "calibrate.receive"),
+            "messages/s",
+        ),
     ]
 
 
 def _drain_rows(bench):
     return [
-        (f"drain, queue pre-filled, {_procs(count)} (first→last completion)",
-         _rate(bench, f"drain.{count}"), "tasks/s")
+        (
+            f"drain, queue pre-filled, {_procs(count)} (first→last completion)",
+            _rate(bench, f"drain.{count}"),
+            "tasks/s",
+        )
         for count in bench.worker_counts
     ]
 
@@ -106,16 +127,31 @@ def _drain_rows(bench):
 def _end_to_end_rows(bench):
     rows = []
     for count in bench.worker_counts:
-        rows.append((f"end to end, enqueued while {_procs(count)} drain "
-                     "(first enqueue→last completion)", _rate(bench, f"e2e.{count}"), "tasks/s"))
-        rows.append((f"  .delay() rate meanwhile, {_procs(count)}",
-                     _rate(bench, f"e2e_enqueue.{count}"), "tasks/s"))
+        rows.append(
+            (
+                f"end to end, enqueued while {_procs(count)} drain (first enqueue→last completion)",
+                _rate(bench, f"e2e.{count}"),
+                "tasks/s",
+            )
+        )
+        rows.append(
+            (
+                f"  .delay() rate meanwhile, {_procs(count)}",
+                _rate(bench, f"e2e_enqueue.{count}"),
+                "tasks/s",
+            )
+        )
         cpu = ", ".join(
             f"{group} {_num(bench, f'e2e_cpu.{count}.{group}', short=True)}"
             for group in ("producer", "workers", "postgres", "redis")
         )
-        rows.append((f"  CPU per task, {_procs(count)}: {cpu}; total",
-                     _num(bench, f"e2e_cpu.{count}.total"), "ms"))
+        rows.append(
+            (
+                f"  CPU per task, {_procs(count)}: {cpu}; total",
+                _num(bench, f"e2e_cpu.{count}.total"),
+                "ms",
+            )
+        )
     return rows
 
 
@@ -125,8 +161,11 @@ def _latency_rows(bench, kind):
     else:
         text, samples = "idle worker (250–750 ms pause before each)", bench.idle_samples
     return [
-        (f"round trip .delay()→wait(), {text}, p50", _ms(bench, f"latency.{kind}.p50"),
-         f"ms ({samples}/rep)"),
+        (
+            f"round trip .delay()→wait(), {text}, p50",
+            _ms(bench, f"latency.{kind}.p50"),
+            f"ms ({samples}/rep)",
+        ),
         (f"round trip .delay()→wait(), {text}, p99", _ms(bench, f"latency.{kind}.p99"), "ms"),
         (f"  .delay()→task body ran, {kind}, p50", _ms(bench, f"latency.{kind}.body"), "ms"),
     ]
@@ -136,22 +175,39 @@ def _stats_rows(bench):
     rows = []
     if bench.results.get("pg.xact_commit"):
         rows += [
-            ("PostgreSQL commits per task (pg_stat_database)", _num(bench, "pg.xact_commit"),
-             "per task"),
-            ("PostgreSQL rows inserted / updated / deleted per task",
-             " / ".join(_num(bench, f"pg.tup_{k}", short=True)
-                        for k in ("inserted", "updated", "deleted")), "per task"),
+            (
+                "PostgreSQL commits per task (pg_stat_database)",
+                _num(bench, "pg.xact_commit"),
+                "per task",
+            ),
+            (
+                "PostgreSQL rows inserted / updated / deleted per task",
+                " / ".join(
+                    _num(bench, f"pg.tup_{k}", short=True)
+                    for k in ("inserted", "updated", "deleted")
+                ),
+                "per task",
+            ),
         ]
     rows += [
-        ("SQL statements per task, producer + worker (counted)",
-         f"{_num(bench, 'sql.producer.statements', short=True)} + "
-         f"{_num(bench, 'sql.worker.statements', short=True)}", "per task"),
+        (
+            "SQL statements per task, producer + worker (counted)",
+            f"{_num(bench, 'sql.producer.statements', short=True)} + "
+            f"{_num(bench, 'sql.worker.statements', short=True)}",
+            "per task",
+        ),
         ("  by kind", _top(bench.details.get("sql.verbs")), "per task"),
-        ("DB transactions per task, producer + worker (counted)",
-         f"{_num(bench, 'sql.producer.transactions', short=True)} + "
-         f"{_num(bench, 'sql.worker.transactions', short=True)}", "per task"),
-        ("Redis commands per task (layer's Redis, INFO commandstats)",
-         _num(bench, "redis.commands"), "per task"),
+        (
+            "DB transactions per task, producer + worker (counted)",
+            f"{_num(bench, 'sql.producer.transactions', short=True)} + "
+            f"{_num(bench, 'sql.worker.transactions', short=True)}",
+            "per task",
+        ),
+        (
+            "Redis commands per task (layer's Redis, INFO commandstats)",
+            _num(bench, "redis.commands"),
+            "per task",
+        ),
         ("  top commands", _top(bench.details.get("redis.top")), "per task"),
     ]
     return rows
@@ -164,8 +220,9 @@ def _memory_rows(bench):
         rows.append((f"worker RSS after {tasks:,} tasks", _mib(rss), "MiB"))
     if len(points) == 2 and points[0][1] and points[1][1]:
         growth = (points[1][1] - points[0][1]) / points[0][1] * 100
-        rows.append((f"  growth from {points[0][0]:,} to {points[1][0]:,} tasks",
-                     f"{growth:+.1f}", "%"))
+        rows.append(
+            (f"  growth from {points[0][0]:,} to {points[1][0]:,} tasks", f"{growth:+.1f}", "%")
+        )
     elif not points:
         rows.append(("worker RSS after early / all tasks", "–", "MiB"))
     return rows
@@ -175,8 +232,10 @@ def _footer(bench):
     layer = settings.CHANNEL_LAYERS[cq_settings.CHANNEL_LAYER]
     config = layer.get("CONFIG", {})
     hosts = config.get("hosts", [])
-    timeouts = {h.get("socket_timeout", "default 5 s") if isinstance(h, dict) else "default 5 s"
-                for h in hosts}
+    timeouts = {
+        h.get("socket_timeout", "default 5 s") if isinstance(h, dict) else "default 5 s"
+        for h in hosts
+    }
     clients = probes.layer_redis_clients()
     servers = ", ".join(f"{host}:{port}" for host, port in clients) or "?"
     notes = [
@@ -275,4 +334,3 @@ def _top(per_rep, count=8):
         medians[name] = values[len(values) // 2]
     top = sorted(medians.items(), key=lambda item: -item[1])[:count]
     return ", ".join(f"{name} {value:.2f}" for name, value in top if value >= 0.005)
-

@@ -30,8 +30,19 @@ class BenchError(Exception):
 
 
 class Bench:
-    def __init__(self, n, reps, worker_counts, concurrency, latency_samples, idle_samples,
-                 memory_tasks, only, time_limit, metrics_url=None):
+    def __init__(
+        self,
+        n,
+        reps,
+        worker_counts,
+        concurrency,
+        latency_samples,
+        idle_samples,
+        memory_tasks,
+        only,
+        time_limit,
+        metrics_url=None,
+    ):
         self.n, self.reps = n, reps
         self.worker_counts, self.concurrency = worker_counts, concurrency
         self.latency_samples, self.idle_samples = latency_samples, idle_samples
@@ -115,7 +126,9 @@ class Bench:
                     steps.append((kind, lambda rep, f=function, c=count: f(self, rep, c)))
         for kind in ("latency", "idle"):
             if kind in self.only:
-                steps.append((kind, lambda rep, idle=kind == "idle": scenarios.latency(self, rep, idle)))
+                steps.append(
+                    (kind, lambda rep, idle=kind == "idle": scenarios.latency(self, rep, idle))
+                )
         if "stats" in self.only:
             steps.append(("stats", lambda rep: scenarios.work_per_task(self, rep)))
         return steps
@@ -167,9 +180,13 @@ class Bench:
                 f"{alive} cq worker(s) run against this database: they would take the "
                 "bench's tasks. Stop them (or wait for their heartbeat to expire)."
             )
-        busy = Task.objects.filter(
-            status__in=(Task.STATUS_QUEUED, Task.STATUS_RETRY, Task.STATUS_RUNNING)
-        ).exclude(func_name=NAME).count()
+        busy = (
+            Task.objects.filter(
+                status__in=(Task.STATUS_QUEUED, Task.STATUS_RETRY, Task.STATUS_RUNNING)
+            )
+            .exclude(func_name=NAME)
+            .count()
+        )
         if busy:
             raise BenchError(
                 f"{busy} task(s) are queued or running in this database: the bench's "

@@ -71,7 +71,7 @@ def enqueue_rates(bench, rep):
     `delay_many`: N each with no worker running, then drained unmeasured."""
     methods = ["delay", "atomic", BULK_ENQUEUE]
     # Rotate the order so no method always meets the largest table.
-    methods = methods[rep % 3:] + methods[:rep % 3]
+    methods = methods[rep % 3 :] + methods[: rep % 3]
     metrics.reset()
     for k, method in enumerate(methods):
         bench.warnings.scenario = f"enqueue.{method}"

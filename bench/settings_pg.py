@@ -10,13 +10,15 @@ import os
 
 from .settings_base import *  # noqa: F401,F403
 
-DATABASES = {"default": {
-    "ENGINE": "django.db.backends.postgresql",
-    "NAME": os.environ.get("CQ_BENCH_PG_NAME", "cq_bench"),
-    "USER": os.environ.get("CQ_BENCH_PG_USER", "postgres"),
-    "PASSWORD": os.environ.get("CQ_BENCH_PG_PASSWORD", ""),
-    "HOST": os.environ.get("CQ_BENCH_PG_HOST", "127.0.0.1"),
-    "PORT": os.environ.get("CQ_BENCH_PG_PORT", "5432"),
-    # One connection per process for the whole run, as in production.
-    "CONN_MAX_AGE": 600,
-}}
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": os.environ.get("CQ_BENCH_PG_NAME", "cq_bench"),
+        "USER": os.environ.get("CQ_BENCH_PG_USER", "postgres"),
+        "PASSWORD": os.environ.get("CQ_BENCH_PG_PASSWORD", ""),
+        "HOST": os.environ.get("CQ_BENCH_PG_HOST", "127.0.0.1"),
+        "PORT": os.environ.get("CQ_BENCH_PG_PORT", "5432"),
+        # One connection per process for the whole run, as in production.
+        "CONN_MAX_AGE": 600,
+    }
+}

@@ -36,9 +36,17 @@ class WorkerProcess:
         if count_sql:
             env[COUNT_SQL_ENV] = count_sql
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bench.worker", str(max(1, int(hard_limit))),
-             "--concurrency", str(concurrency)],
-            env=env, stdout=self.log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "bench.worker",
+                str(max(1, int(hard_limit))),
+                "--concurrency",
+                str(concurrency),
+            ],
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,  # own process group: pgid == pid
         )
         self.peak_rss = self.log_sample = None
@@ -78,12 +86,16 @@ class WorkerProcess:
         self.log.close()
         text = Path(self.log.name).read_text(errors="replace")
         # A record is a line that starts a message, not a traceback's continuation.
-        records = [line for line in text.splitlines()
-                   if line and not line[0].isspace() and not line.startswith("Traceback")]
+        records = [
+            line
+            for line in text.splitlines()
+            if line and not line[0].isspace() and not line.startswith("Traceback")
+        ]
         self.log_lines, self.log_sample = len(records), (records[0][:200] if records else None)
         if self.process.returncode not in (0, -signal.SIGTERM, -signal.SIGKILL):
-            logger.warning("worker pid=%s exited with %s:\n%s",
-                           self.pid, self.process.returncode, self.tail())
+            logger.warning(
+                "worker pid=%s exited with %s:\n%s", self.pid, self.process.returncode, self.tail()
+            )
         os.unlink(self.log.name)
 
 
