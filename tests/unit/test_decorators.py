@@ -36,9 +36,9 @@ def with_options(cqt):
 
 def test_bare_decorator_registers_module_and_function_name():
     assert isinstance(bare, TaskFunction)
-    assert bare.name == "tests.test_decorators.bare"
-    assert registry.get("tests.test_decorators.bare") is bare
-    assert called_empty.name == "tests.test_decorators.called_empty"
+    assert bare.name == "tests.unit.test_decorators.bare"
+    assert registry.get("tests.unit.test_decorators.bare") is bare
+    assert called_empty.name == "tests.unit.test_decorators.called_empty"
 
 
 def test_a_task_can_be_named_positionally_or_by_keyword():
