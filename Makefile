@@ -1,8 +1,11 @@
 # Two commands do all set-up on a fresh machine:
 #   make demo   - the example project on SQLite (real workers if Redis is up)
-#   make test   - the test suite on PostgreSQL and on SQLite, with real Redis,
+#   make test   - lint, the migrations check, the unit lane with Redis unreachable,
+#                 the test suite on PostgreSQL and on SQLite, with real Redis,
 #                 then on Django 6 (Python 3.12) and PostgreSQL when a 3.12 exists,
 #                 then the channels-redis contract on its oldest and newest versions
+# tox.ini runs the same matrix. One lane: make test-unit / test-integration /
+# test-e2e (CQ_TEST_DB=sqlite for SQLite; PostgreSQL by default).
 PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -10,16 +13,24 @@ PYTHON312 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12
 VENV6 ?= .venv-django6
 BIN6 := $(VENV6)/bin
 
-# The channels-redis versions setup.py allows ("channels-redis>=4.3,<5"): cq
-# reads its internals, so both ends run tests/test_channels_redis_contract.py.
+# ruff format covers these; cq/ and tests/ join once the planned restructuring lands.
+FORMATTED ?= bench example_project tests/helpers.py tests/fixtures.py
+LINTED ?= cq tests bench example_project
+CQ_TEST_DB ?= postgres
+# The unit lane must not need Redis: it runs with Redis unreachable.
+NO_REDIS ?= redis://127.0.0.1:1
+
+# The channels-redis versions pyproject.toml allows ("channels-redis>=4.3,<5"): cq
+# reads its internals, so both ends run tests/integration/test_channels_redis_contract.py.
 CHANNELS_REDIS_OLDEST ?= channels-redis==4.3.0
 CHANNELS_REDIS_NEWEST ?= channels-redis>=4.3,<5
 CONTRACT_VENVS := .venv-contract-oldest .venv-contract-newest
 CONTRACT_SUFFIX ?= $(or $(CQ_TEST_SUFFIX),contract)
 
-.PHONY: demo test test-postgres test-sqlite test-django6 test-contract bench venv clean
+.PHONY: demo lint test test-postgres test-sqlite test-unit test-integration test-e2e \
+	test-django6 test-contract bench venv clean
 
-$(BIN)/.installed: setup.py
+$(BIN)/.installed: setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[test]"
@@ -30,14 +41,19 @@ venv: $(BIN)/.installed
 demo: venv
 	cd example_project && ../$(BIN)/python manage.py migrate --verbosity 0 && ../$(BIN)/python manage.py cq_demo
 
-test: venv
+lint: venv
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(FORMATTED)
+
+test: lint
 	CQ_TEST_DB=sqlite $(BIN)/python -m django makemigrations --check --dry-run --settings=tests.settings
+	CQ_TEST_DB=sqlite CQ_TEST_REDIS=$(NO_REDIS) $(BIN)/python -m pytest -q tests/unit
 	CQ_TEST_DB=postgres $(BIN)/python -m pytest $(PYTEST_ARGS)
 	CQ_TEST_DB=sqlite $(BIN)/python -m pytest $(PYTEST_ARGS)
 	$(MAKE) test-django6
 	$(MAKE) test-contract
 
-$(BIN6)/.installed: setup.py
+$(BIN6)/.installed: setup.py pyproject.toml
 	$(PYTHON312) -m venv $(VENV6)
 	$(BIN6)/pip install --quiet --upgrade pip
 	$(BIN6)/pip install --quiet "Django>=6.0,<7" -e ".[test]"
@@ -51,12 +67,12 @@ else
 	CQ_TEST_DB=postgres CQ_TEST_SUFFIX=dj6 $(BIN6)/python -m pytest $(PYTEST_ARGS)
 endif
 
-.venv-contract-oldest/.installed: setup.py
+.venv-contract-oldest/.installed: setup.py pyproject.toml
 	$(PYTHON) -m venv .venv-contract-oldest
 	.venv-contract-oldest/bin/pip install --quiet -e ".[test]" "$(CHANNELS_REDIS_OLDEST)"
 	touch $@
 
-.venv-contract-newest/.installed: setup.py
+.venv-contract-newest/.installed: setup.py pyproject.toml
 	$(PYTHON) -m venv .venv-contract-newest
 	.venv-contract-newest/bin/pip install --quiet --upgrade -e ".[test]" "$(CHANNELS_REDIS_NEWEST)"
 	touch $@
@@ -66,7 +82,7 @@ test-contract: $(addsuffix /.installed,$(CONTRACT_VENVS))
 	for venv in $(CONTRACT_VENVS); do \
 		$$venv/bin/python -c "import importlib.metadata as m; print('$$venv: channels-redis', m.version('channels-redis'))" && \
 		CQ_TEST_DB=sqlite CQ_TEST_SUFFIX=$(CONTRACT_SUFFIX) $$venv/bin/python -m pytest -q \
-			tests/test_channels_redis_contract.py || exit 1; \
+			tests/integration/test_channels_redis_contract.py || exit 1; \
 	done
 
 test-postgres: venv
@@ -75,10 +91,19 @@ test-postgres: venv
 test-sqlite: venv
 	CQ_TEST_DB=sqlite $(BIN)/python -m pytest $(PYTEST_ARGS)
 
+test-unit: venv
+	CQ_TEST_DB=$(CQ_TEST_DB) CQ_TEST_REDIS=$(NO_REDIS) $(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: venv
+	CQ_TEST_DB=$(CQ_TEST_DB) $(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
+
+test-e2e: venv
+	CQ_TEST_DB=$(CQ_TEST_DB) $(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
+
 # The benchmark on SQLite (docs/performance.md); BENCH_ARGS="--quick" for a smoke run.
 bench: venv
-	$(BIN)/python -m django migrate --settings=cq.bench.settings_sqlite --verbosity 0
-	$(BIN)/python -m django cq_bench --settings=cq.bench.settings_sqlite $(BENCH_ARGS)
+	$(BIN)/python -m django migrate --settings=bench.settings_sqlite --verbosity 0
+	$(BIN)/python -m django cq_bench --settings=bench.settings_sqlite $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(VENV6) $(CONTRACT_VENVS) .pytest_cache example_project/db.sqlite3

@@ -9,7 +9,7 @@ and SQLite (3.35+) support `RETURNING`. Only cq.transitions changes a status
 with them.
 """
 
-from functools import lru_cache
+from functools import cache
 
 from django.db import connections, router
 
@@ -84,19 +84,19 @@ def _fetch_instance(model, db, sql, params):
     fields, converters = _row_reading(model, db)
     values = [
         _convert(value, converter_list, connection)
-        for value, converter_list in zip(row, converters)
+        for value, converter_list in zip(row, converters, strict=True)
     ]
     return model.from_db(db, fields, values)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _select_sql(model, db):
     quote = connections[db].ops.quote_name
     columns = ", ".join(quote(f.column) for f in model._meta.concrete_fields)
     return f"SELECT {columns} FROM {quote(model._meta.db_table)} WHERE {_col(model, 'id')} = %s"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _row_reading(model, db):
     """Field names and, per column, the converters the ORM would apply."""
     connection = connections[db]
@@ -121,7 +121,7 @@ def _prep(model, name, value, connection):
     return model._meta.get_field(name).get_db_prep_save(value, connection)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _claim_sql(model, vendor):
     quote = connections[router.db_for_write(model)].ops.quote_name
     columns = ", ".join(quote(f.column) for f in model._meta.concrete_fields)
@@ -135,7 +135,7 @@ def _claim_sql(model, vendor):
     )
 
 
-@lru_cache(maxsize=None)
+@cache
 def _insert_sql(model, db):
     quote = connections[db].ops.quote_name
     fields = model._meta.concrete_fields
@@ -146,7 +146,7 @@ def _insert_sql(model, db):
     )
 
 
-@lru_cache(maxsize=None)
+@cache
 def _move_sql(model, names, vendor, fenced):
     quote = connections[router.db_for_write(model)].ops.quote_name
     table = quote(model._meta.db_table)

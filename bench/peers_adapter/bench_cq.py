@@ -22,9 +22,9 @@ if CQ_REPO and CQ_REPO not in sys.path:
     sys.path.insert(0, CQ_REPO)
 
 import common  # noqa: E402
-from cq import task  # noqa: E402  (no models, no settings: safe in a settings module)
-
 from taskbody import mark_done  # noqa: E402
+
+from cq import task  # noqa: E402  (no models, no settings: safe in a settings module)
 
 # ---------------------------------------------------------------- settings
 
@@ -34,28 +34,38 @@ USE_TZ = True
 TIME_ZONE = "UTC"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 INSTALLED_APPS = ["cq", "channels"]
-DATABASES = {"default": {
-    "ENGINE": "django.db.backends.postgresql",
-    "HOST": common.PG["host"], "PORT": common.PG["port"], "NAME": common.PG["dbname"],
-    "USER": common.PG["user"], "PASSWORD": common.PG["password"],
-    "CONN_MAX_AGE": 600,
-}}
-CHANNEL_LAYERS = {"default": {
-    "BACKEND": "channels_redis.core.RedisChannelLayer",
-    "CONFIG": {
-        "hosts": [{"address": common.SYS_REDIS_URL, "socket_timeout": None}],
-        "capacity": 100_000,
-        "expiry": 600,
-    },
-}}
-CACHES = {"default": {
-    "BACKEND": "django.core.cache.backends.redis.RedisCache",
-    "LOCATION": common.SYS_REDIS_URL,
-}}
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.postgresql",
+        "HOST": common.PG["host"],
+        "PORT": common.PG["port"],
+        "NAME": common.PG["dbname"],
+        "USER": common.PG["user"],
+        "PASSWORD": common.PG["password"],
+        "CONN_MAX_AGE": 600,
+    }
+}
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {
+            "hosts": [{"address": common.SYS_REDIS_URL, "socket_timeout": None}],
+            "capacity": 100_000,
+            "expiry": 600,
+        },
+    }
+}
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": common.SYS_REDIS_URL,
+    }
+}
 LOGGING = {"version": 1, "disable_existing_loggers": False, "root": {"level": "WARNING"}}
 
 
 # ---------------------------------------------------------------- the task
+
 
 @task("bench.cq.noop")
 def noop(cqt, x):
@@ -64,19 +74,19 @@ def noop(cqt, x):
 
 # ---------------------------------------------------------------- adapter
 
+
 def main():
     import django
     import redis
 
     os.environ["DJANGO_SETTINGS_MODULE"] = "bench_cq"
     django.setup()
+    import bench_cq  # the settings module's instance, registered in the workers too
     from django.core.management import call_command
     from django.db import connection, connections
 
     from cq.doorbell import doorbell
     from cq.models import Task, WorkerHeartbeat
-
-    import bench_cq  # the settings module's instance, registered in the workers too
 
     call_command("migrate", "cq", verbosity=0)
 
@@ -100,8 +110,10 @@ def main():
             doorbell.flush(timeout=60)  # an enqueue is done once its doorbell is sent
 
         def worker_cmds(self, concurrency, results=False):
-            env = {"DJANGO_SETTINGS_MODULE": "bench_cq",
-                   "PYTHONPATH": os.pathsep.join(p for p in (str(common.HERE), CQ_REPO) if p)}
+            env = {
+                "DJANGO_SETTINGS_MODULE": "bench_cq",
+                "PYTHONPATH": os.pathsep.join(p for p in (str(common.HERE), CQ_REPO) if p),
+            }
             cmd = [common.PY, "-m", "django", "runworker", "cq-tasks"]
             return [(cmd, env) for _ in range(concurrency)]
 

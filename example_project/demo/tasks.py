@@ -33,9 +33,11 @@ def count_words(cqt, name, text):
 @task
 def summarise(cqt, documents, analysis_id):
     """Chained after `analyse`: receives its result (the document count) first."""
-    counts = list(Task.objects.filter(
-        parent_id=analysis_id, func_name=count_words.name
-    ).values_list("result", flat=True))
+    counts = list(
+        Task.objects.filter(parent_id=analysis_id, func_name=count_words.name).values_list(
+            "result", flat=True
+        )
+    )
     total = sum(count["words"] for count in counts)
     longest = max(counts, key=lambda count: count["words"])["name"]
     cqt.log(f"{documents} documents, {total} words, longest: {longest}")

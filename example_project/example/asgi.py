@@ -11,7 +11,9 @@ from channels.routing import ChannelNameRouter, ProtocolTypeRouter  # noqa: E402
 
 from cq.consumers import CQConsumer  # noqa: E402
 
-application = ProtocolTypeRouter({
-    "http": django_asgi_app,
-    "channel": ChannelNameRouter({"cq-tasks": CQConsumer.as_asgi()}),
-})
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "channel": ChannelNameRouter({"cq-tasks": CQConsumer.as_asgi()}),
+    }
+)

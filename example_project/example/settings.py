@@ -67,9 +67,7 @@ def _redis_answers(url):
     return True
 
 
-DEMO_LAYER = os.environ.get("CQ_DEMO_LAYER") or (
-    "redis" if _redis_answers(REDIS_URL) else "memory"
-)
+DEMO_LAYER = os.environ.get("CQ_DEMO_LAYER") or ("redis" if _redis_answers(REDIS_URL) else "memory")
 
 if DEMO_LAYER == "redis":
     CHANNEL_LAYERS = {

@@ -39,8 +39,12 @@ class Command(BaseCommand):
     help = "Run cq's demo workflow on real workers and print what happened."
 
     def add_arguments(self, parser):
-        parser.add_argument("--timeout", type=float, default=120,
-                            help="Seconds to wait for the tasks (default 120).")
+        parser.add_argument(
+            "--timeout",
+            type=float,
+            default=120,
+            help="Seconds to wait for the tasks (default 120).",
+        )
 
     def handle(self, *args, **options):
         started = time.monotonic()
@@ -53,13 +57,16 @@ class Command(BaseCommand):
     @contextmanager
     def _workers(self):
         if settings.DEMO_LAYER == "redis":
-            self.stdout.write(f"Redis answers at {settings.REDIS_URL}: "
-                              "starting 2 `runworker cq-tasks` processes.")
+            self.stdout.write(
+                f"Redis answers at {settings.REDIS_URL}: starting 2 `runworker cq-tasks` processes."
+            )
             with _worker_processes(self.stdout.write, count=2):
                 yield
         else:
-            self.stdout.write(f"No Redis at {settings.REDIS_URL}: in-memory channel layer, "
-                              "cq's Worker in a thread of this process.")
+            self.stdout.write(
+                f"No Redis at {settings.REDIS_URL}: in-memory channel layer, "
+                "cq's Worker in a thread of this process."
+            )
             with _worker_thread(self.stdout.write):
                 yield
 
@@ -99,12 +106,16 @@ class Command(BaseCommand):
 def _worker_processes(write, count):
     env = {**os.environ, "CQ_DEMO_LAYER": "redis", "CQ_DEMO_PREFIX": settings.DEMO_PREFIX}
     manage = os.path.join(settings.BASE_DIR, "manage.py")
-    with tempfile.NamedTemporaryFile("w", prefix="cq-demo-workers-", suffix=".log",
-                                     delete=False) as output:
+    with tempfile.NamedTemporaryFile(
+        "w", prefix="cq-demo-workers-", suffix=".log", delete=False
+    ) as output:
         processes = [
             subprocess.Popen(
                 [sys.executable, manage, "runworker", "cq-tasks", "--concurrency", "2"],
-                cwd=settings.BASE_DIR, env=env, stdout=output, stderr=output,
+                cwd=settings.BASE_DIR,
+                env=env,
+                stdout=output,
+                stderr=output,
             )
             for _ in range(count)
         ]

@@ -1,0 +1,120 @@
+"""The benchmark command (`cq_bench`) runs end to end against the test
+database, with real worker processes, prints every row and cleans up."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from bench.tasks import NAME
+from cq.models import Task
+from tests.helpers import ROOT, wait_until
+
+ROWS = [
+    "calibration: ORM alone",
+    "calibration: channel layer alone, 30 sends",
+    "calibration: channel layer alone, 30 receives",
+    ".delay() from sync code, outside a transaction",
+    ".delay() inside transactions of 100",
+    "fn.delay_many() bulk enqueue",
+    "drain, queue pre-filled, 1 worker process",
+    "drain, queue pre-filled, 2 worker processes",
+    "end to end, enqueued while 1 worker process drain",
+    "end to end, enqueued while 2 worker processes drain",
+    "round trip .delay()→wait(), busy worker (back to back), p50",
+    "round trip .delay()→wait(), busy worker (back to back), p99",
+    "round trip .delay()→wait(), idle worker (250–750 ms pause before each), p50",
+    "round trip .delay()→wait(), idle worker (250–750 ms pause before each), p99",
+    "SQL statements per task, producer + worker (counted)",
+    "DB transactions per task, producer + worker (counted)",
+    "Redis commands per task",
+    "peak worker RSS",
+    "worker RSS after 20 tasks",
+    "worker RSS after 200 tasks",
+]
+
+
+def bench_process(*options, marker):
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings_bench",
+        "CQ_TEST_DB_NAME": connection.settings_dict["NAME"],
+        "PYTHONPATH": str(ROOT),
+        # Inherited by the bench's workers: lets the test find them.
+        "CQ_BENCH_TEST_MARKER": marker,
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "django", "cq_bench", *options],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+
+
+def processes_with(marker):
+    """Pids of live processes whose environment holds the marker."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if f"CQ_BENCH_TEST_MARKER={marker}".encode() in environ and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def table_rows(output):
+    return {
+        line.split(" | ")[0].strip("| ").strip(): line.split(" | ")[1]
+        for line in output.splitlines() if line.startswith("| ") and " | " in line
+    }
+
+
+@pytest.mark.slow
+def test_quick_bench_prints_every_row_and_cleans_up(transactional_db):
+    marker = uuid.uuid4().hex
+    bench = bench_process(
+        "--quick", "--n", "30", "--latency-samples", "5", "--idle-samples", "2",
+        "--memory-tasks", "200", "--time-limit", "100", marker=marker,
+    )
+    output, _ = bench.communicate(timeout=160)
+    print(output)
+    assert bench.returncode == 0, output
+    rows = table_rows(output)
+    for row in ROWS:
+        matches = [label for label in rows if label.startswith(row)]
+        assert matches, f"row {row!r} missing from:\n{output}"
+        assert rows[matches[0]] != "–", f"row {row!r} has no value:\n{output}"
+    assert rows["cq warnings logged by the producer (e.g. doorbell sends that failed)"] == "0"
+    assert not Task.objects.filter(func_name=NAME).exists()
+    assert processes_with(marker) == []
+
+
+@pytest.mark.slow
+def test_interrupted_bench_stops_its_workers_and_removes_its_rows(transactional_db):
+    marker = uuid.uuid4().hex
+    bench = bench_process(
+        "--only", "latency", "--latency-samples", "100000", "--reps", "1", marker=marker
+    )
+    try:
+        # The bench itself carries the marker too.
+        wait_until(lambda: len(processes_with(marker)) > 1, timeout=60,
+                   message="the bench's workers to start")
+        time.sleep(1)
+        bench.send_signal(signal.SIGINT)
+        bench.wait(60)
+    finally:
+        if bench.poll() is None:
+            bench.kill()
+            bench.wait(10)
+    wait_until(lambda: processes_with(marker) == [], timeout=30,
+               message="the bench's workers to exit")
+    assert not Task.objects.filter(func_name=NAME).exists()

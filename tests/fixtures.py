@@ -1,0 +1,69 @@
+"""Fixtures for the lanes that use Redis or worker processes. Each lane's
+conftest.py imports the ones it needs, so that tests/unit runs without Redis."""
+
+import copy
+
+import pytest
+import redis
+from django.conf import settings
+from django.test import override_settings
+
+from cq.doorbell import doorbell
+from tests.faults import RedisServer
+from tests.helpers import WorkerProcess, channel_layers
+
+
+@pytest.fixture
+def redis_client():
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    yield client
+    client.close()
+
+
+@pytest.fixture(autouse=True)
+def clean_redis():
+    """Remove this suite's keys (and only them) after each test."""
+    yield
+    doorbell.flush()
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    keys = list(client.scan_iter(match=f"{settings.REDIS_PREFIX}*", count=1000))
+    keys += list(client.scan_iter(match=f":1:{settings.REDIS_PREFIX}*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture
+def private_redis():
+    """A redis-server of the test's own, that it may flush, stop and restart.
+    This process uses it at once; pass `private_redis.env` to the workers."""
+    server = RedisServer()
+    server.start()
+    database = settings.REDIS_URL.rsplit("/", 1)[1]
+    url = f"{server.url}/{database}"
+    caches = copy.deepcopy(settings.CACHES)
+    caches["default"]["LOCATION"] = url
+    server.env = {"CQ_TEST_REDIS": server.url}
+    server.client = redis.Redis.from_url(url)
+    try:
+        with override_settings(CHANNEL_LAYERS=channel_layers(address=url), CACHES=caches):
+            yield server
+            doorbell.flush(2)
+    finally:
+        server.client.close()
+        server.stop()
+
+
+@pytest.fixture
+def start_worker(transactional_db):
+    """Start real worker processes: `start_worker("--concurrency", "2")`."""
+    started = []
+
+    def start(*args, env=None, channel="cq-tasks"):
+        worker = WorkerProcess(*args, env=env, channel=channel)
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()

@@ -1,0 +1,1 @@
+"""The integration lane: the database and real Redis, in this process."""

@@ -1,0 +1,3 @@
+"""The integration lane: the database and real Redis, in this process."""
+
+from tests.fixtures import clean_redis, redis_client  # noqa: F401

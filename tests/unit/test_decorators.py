@@ -1,0 +1,140 @@
+"""`@task`: its forms, its names, its options and their checks."""
+
+import pytest
+
+from cq import registry, task
+from cq.decorators import TaskFunction
+from cq.exceptions import InvalidTaskOption
+from cq.models import Task
+
+
+@task
+def bare(cqt, x):
+    return x * 2
+
+
+@task()
+def called_empty(cqt):
+    return "empty"
+
+
+@task("tests.decorators.by_name")
+def by_name(cqt):
+    return "by name"
+
+
+@task(name="tests.decorators.by_keyword", retries=2, retry_delay=5, atomic=False)
+def by_keyword(cqt):
+    return "by keyword"
+
+
+@task("tests.decorators.with_options", retries=3, retry_exceptions=[ConnectionError],
+      result_ttl=60)
+def with_options(cqt):
+    return "options"
+
+
+def test_bare_decorator_registers_module_and_function_name():
+    assert isinstance(bare, TaskFunction)
+    assert bare.name == "tests.unit.test_decorators.bare"
+    assert registry.get("tests.unit.test_decorators.bare") is bare
+    assert called_empty.name == "tests.unit.test_decorators.called_empty"
+
+
+def test_a_task_can_be_named_positionally_or_by_keyword():
+    assert registry.get("tests.decorators.by_name") is by_name
+    assert registry.get("tests.decorators.by_keyword") is by_keyword
+
+
+def test_options_are_kept_with_defaults_for_the_rest():
+    assert (bare.atomic, bare.retries, bare.retry_delay, bare.result_ttl) == (True, 0, 0, None)
+    assert (by_keyword.atomic, by_keyword.retries, by_keyword.retry_delay) == (False, 2, 5)
+    assert with_options.retry_exceptions == (ConnectionError,)
+    assert with_options.result_ttl == 60
+
+
+def test_the_function_keeps_its_name_and_docstring():
+    def documented(cqt):
+        """Says what it does."""
+
+    wrapped = task("tests.decorators.documented")(documented)
+    assert wrapped.__name__ == "documented"
+    assert wrapped.__doc__ == "Says what it does."
+
+
+@pytest.mark.django_db
+def test_a_direct_call_runs_inline_and_writes_no_row():
+    assert bare(21) == 42
+    assert by_keyword() == "by keyword"
+    assert not Task.objects.exists()
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"retries": -1}, "retries must be an integer >= 0, got -1"),
+    ({"retries": "3"}, "retries must be an integer >= 0, got '3'"),
+    ({"retries": True}, "retries must be an integer >= 0, got True"),
+    ({"retry_delay": -1}, "retry_delay must be a number of seconds >= 0, got -1"),
+    ({"result_ttl": "1 day"}, "result_ttl must be a number of seconds >= 0"),
+    ({"retry_exceptions": [int]}, "retry_exceptions takes exception classes or callables"),
+    ({"retry_exceptions": ["ValueError"]}, "got 'ValueError'"),
+    ({"retris": 3}, "unknown option(s) retris"),
+])
+def test_a_bad_option_is_refused_at_definition(options, message):
+    with pytest.raises(InvalidTaskOption) as caught:
+        task("tests.decorators.bad", **options)(lambda cqt: None)
+    assert message in str(caught.value)
+    assert isinstance(caught.value, ValueError)
+
+
+def test_a_name_that_is_not_a_string_is_refused():
+    with pytest.raises(InvalidTaskOption, match="name string"):
+        task(42)
+
+
+def test_a_name_given_twice_is_refused():
+    with pytest.raises(InvalidTaskOption, match="name once"):
+        task("a.b", name="c.d")
+
+
+def test_two_functions_under_one_name_are_refused():
+    def first(cqt):
+        pass
+
+    def second(cqt):
+        pass
+
+    task("tests.decorators.clash")(first)
+    with pytest.raises(ValueError, match="two @task functions"):
+        task("tests.decorators.clash")(second)
+
+
+def test_a_single_exception_class_or_predicate_is_accepted():
+    assert task("tests.decorators.one", retries=1, retry_exceptions=KeyError)(
+        lambda cqt: None
+    ).retry_exceptions == (KeyError,)
+
+
+@pytest.mark.parametrize("rules, exc, expected", [
+    ([ConnectionError], ConnectionResetError("x"), True),
+    ([ConnectionError], ValueError("x"), False),
+    ([lambda exc: "retry me" in str(exc)], ValueError("retry me"), True),
+    ([lambda exc: "retry me" in str(exc)], ValueError("no"), False),
+    ([], ValueError("anything"), True),
+    (None, ValueError("anything"), True),
+])
+def test_should_retry_follows_retry_exceptions(rules, exc, expected):
+    function = TaskFunction(lambda cqt: None, name="x", retries=1, retry_exceptions=rules)
+    assert function.should_retry(exc, attempts_done=0) is expected
+
+
+def test_should_retry_stops_when_retries_are_used_up():
+    function = TaskFunction(lambda cqt: None, name="x", retries=2)
+    assert function.should_retry(ValueError(), 1)
+    assert not function.should_retry(ValueError(), 2)
+    assert not TaskFunction(lambda cqt: None, name="y").should_retry(ValueError(), 0)
+
+
+def test_retry_countdown_doubles_each_attempt():
+    function = TaskFunction(lambda cqt: None, name="x", retries=3, retry_delay=10)
+    assert [function.retry_countdown(n) for n in (1, 2, 3)] == [10, 20, 40]
+    assert TaskFunction(lambda cqt: None, name="y", retries=3).retry_countdown(2) == 0
