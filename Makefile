@@ -14,7 +14,7 @@ VENV6 ?= .venv-django6
 BIN6 := $(VENV6)/bin
 
 # ruff format covers these; cq/ and tests/ join once the planned restructuring lands.
-FORMATTED ?= bench example_project tests/helpers.py tests/fixtures.py
+FORMATTED ?= cq tests bench example_project
 LINTED ?= cq tests bench example_project
 CQ_TEST_DB ?= postgres
 # The unit lane must not need Redis: it runs with Redis unreachable.

@@ -11,12 +11,14 @@ def check_app_order(app_configs, **kwargs):
     apps = [app for app in settings.INSTALLED_APPS]
     names = [app.split(".apps.")[0] for app in apps]
     if "channels" in names and "cq" in names and names.index("channels") < names.index("cq"):
-        return [checks.Error(
-            "'cq' is listed after 'channels' in INSTALLED_APPS, so `runworker` is "
-            "channels' own: it would run cq-tasks without bounded prefetch or recovery.",
-            hint="Move 'cq' above 'channels' in INSTALLED_APPS.",
-            id="cq.E001",
-        )]
+        return [
+            checks.Error(
+                "'cq' is listed after 'channels' in INSTALLED_APPS, so `runworker` is "
+                "channels' own: it would run cq-tasks without bounded prefetch or recovery.",
+                hint="Move 'cq' above 'channels' in INSTALLED_APPS.",
+                id="cq.E001",
+            )
+        ]
     return []
 
 
@@ -27,23 +29,27 @@ def check_channel_layer(app_configs, **kwargs):
     layers = getattr(settings, "CHANNEL_LAYERS", {})
     alias = cq_settings.CHANNEL_LAYER
     if alias not in layers:
-        return [checks.Error(
-            f"CQ_CHANNEL_LAYER is {alias!r}, which is not in CHANNEL_LAYERS.",
-            hint="Add a channels-redis layer under that alias, or set CQ_CHANNEL_LAYER.",
-            id="cq.E002",
-        )]
+        return [
+            checks.Error(
+                f"CQ_CHANNEL_LAYER is {alias!r}, which is not in CHANNEL_LAYERS.",
+                hint="Add a channels-redis layer under that alias, or set CQ_CHANNEL_LAYER.",
+                id="cq.E002",
+            )
+        ]
     config = layers[alias].get("CONFIG", {})
     for host in config.get("hosts", []):
         problem = _host_timeout_problem(host)
         if problem:
-            return [checks.Warning(
-                f"cq channel layer host {_address(host)!r} {problem}",
-                hint="Give the host a socket timeout above channels-redis' 5 s blocking "
-                "receive, e.g. {\"address\": \"redis://127.0.0.1:6379/0\", "
-                "\"socket_timeout\": 10}. cq's own operations have deadlines "
-                "(CQ_REDIS_TIMEOUT) whatever this is.",
-                id="cq.W001",
-            )]
+            return [
+                checks.Warning(
+                    f"cq channel layer host {_address(host)!r} {problem}",
+                    hint="Give the host a socket timeout above channels-redis' 5 s blocking "
+                    'receive, e.g. {"address": "redis://127.0.0.1:6379/0", '
+                    '"socket_timeout": 10}. cq\'s own operations have deadlines '
+                    "(CQ_REDIS_TIMEOUT) whatever this is.",
+                    id="cq.W001",
+                )
+            ]
     return []
 
 
@@ -54,15 +60,22 @@ CHANNELS_REDIS_BLOCK = 5
 def _host_timeout_problem(host):
     """Why this host's socket timeout is wrong for the other users of the
     layer (stock consumers, group sends), or "" if it is fine."""
-    timeout = host.get("socket_timeout", CHANNELS_REDIS_BLOCK) if isinstance(host, dict) \
+    timeout = (
+        host.get("socket_timeout", CHANNELS_REDIS_BLOCK)
+        if isinstance(host, dict)
         else CHANNELS_REDIS_BLOCK
+    )
     if timeout is None:
-        return ("has no socket timeout: on a half-open connection (a crashed host, a "
-                "partition) anything on the layer but cq hangs until TCP keepalive gives up.")
+        return (
+            "has no socket timeout: on a half-open connection (a crashed host, a "
+            "partition) anything on the layer but cq hangs until TCP keepalive gives up."
+        )
     if timeout <= CHANNELS_REDIS_BLOCK:
-        return (f"has a socket timeout of {timeout}s (redis-py's default is 5 s): "
-                "channels-redis' blocking receive waits 5 s, so a stock consumer on "
-                "this layer fails whenever it is idle (channels_redis issue 422).")
+        return (
+            f"has a socket timeout of {timeout}s (redis-py's default is 5 s): "
+            "channels-redis' blocking receive waits 5 s, so a stock consumer on "
+            "this layer fails whenever it is idle (channels_redis issue 422)."
+        )
     return ""
 
 
@@ -80,12 +93,13 @@ def check_cache_timeout(app_configs, **kwargs):
     if not cache.get("BACKEND", "").endswith("RedisCache"):
         return []
     if cache.get("OPTIONS", {}).get("socket_timeout") is None:
-        return [checks.Warning(
-            f"the cq cache {cq_settings.CACHE!r} is a Redis cache without a socket timeout.",
-            hint="Add \"OPTIONS\": {\"socket_timeout\": 5, \"socket_connect_timeout\": 5} "
-            "to it.",
-            id="cq.W004",
-        )]
+        return [
+            checks.Warning(
+                f"the cq cache {cq_settings.CACHE!r} is a Redis cache without a socket timeout.",
+                hint='Add "OPTIONS": {"socket_timeout": 5, "socket_connect_timeout": 5} to it.',
+                id="cq.W004",
+            )
+        ]
     return []
 
 
@@ -93,12 +107,14 @@ def check_cache_timeout(app_configs, **kwargs):
 def check_time_zone_support(app_configs, **kwargs):
     if settings.USE_TZ:
         return []
-    return [checks.Warning(
-        "USE_TZ is False: repeating tasks, run_after and countdown compute aware "
-        "datetimes, which a database without time zone support rejects or misreads.",
-        hint="Set USE_TZ = True (Django's default since 5.0).",
-        id="cq.W002",
-    )]
+    return [
+        checks.Warning(
+            "USE_TZ is False: repeating tasks, run_after and countdown compute aware "
+            "datetimes, which a database without time zone support rejects or misreads.",
+            hint="Set USE_TZ = True (Django's default since 5.0).",
+            id="cq.W002",
+        )
+    ]
 
 
 @checks.register()
@@ -106,11 +122,14 @@ def check_worker_timeout(app_configs, **kwargs):
     # A live worker must be able to miss a beat or two (a slow database write)
     # without being presumed dead and having its tasks requeued.
     if cq_settings.WORKER_TIMEOUT < 3 * cq_settings.HEARTBEAT_INTERVAL:
-        return [checks.Warning(
-            f"CQ_WORKER_TIMEOUT ({cq_settings.WORKER_TIMEOUT}s) is less than three "
-            f"heartbeats (CQ_HEARTBEAT_INTERVAL={cq_settings.HEARTBEAT_INTERVAL}s): "
-            "a live worker may be presumed dead and its tasks run twice.",
-            hint="Make CQ_WORKER_TIMEOUT at least 3 x CQ_HEARTBEAT_INTERVAL (default 30s / 5s).",
-            id="cq.W003",
-        )]
+        return [
+            checks.Warning(
+                f"CQ_WORKER_TIMEOUT ({cq_settings.WORKER_TIMEOUT}s) is less than three "
+                f"heartbeats (CQ_HEARTBEAT_INTERVAL={cq_settings.HEARTBEAT_INTERVAL}s): "
+                "a live worker may be presumed dead and its tasks run twice.",
+                hint="Make CQ_WORKER_TIMEOUT at least 3 x CQ_HEARTBEAT_INTERVAL "
+                "(default 30s / 5s).",
+                id="cq.W003",
+            )
+        ]
     return []

@@ -27,8 +27,16 @@ class Discarded(Exception):
     task ran: its outcome is dropped and an atomic task's writes roll back."""
 
 
-def finish(task, status, *, result=None, error="", traceback="", expected=Task.STATUS_RUNNING,
-           has_tree=True):
+def finish(
+    task,
+    status,
+    *,
+    result=None,
+    error="",
+    traceback="",
+    expected=Task.STATUS_RUNNING,
+    has_tree=True,
+):
     """Move `task` to a final status, then release what waited on it.
 
     `has_tree=False` says the run that ends here launched no subtask and
@@ -73,13 +81,19 @@ def complete_if_ready(task):
     # A revoked subtask never did its part: the parent did not complete either.
     failed = (
         subtasks.filter(status__in=Task.STATUS_ERROR | {Task.STATUS_REVOKED})
-        .order_by("finished").first()
+        .order_by("finished")
+        .first()
     )
     if failed is not None:
         verb = "was revoked" if failed.status == Task.STATUS_REVOKED else "failed"
         error = f"subtask {failed.func_name} {failed.pk} {verb}: {failed.error}"
-        finish(task, Task.STATUS_INCOMPLETE, result=task.result, error=error,
-               expected=Task.STATUS_WAITING)
+        finish(
+            task,
+            Task.STATUS_INCOMPLETE,
+            result=task.result,
+            error=error,
+            expected=Task.STATUS_WAITING,
+        )
     else:
         result = task.result
         if task.waits_for_id is not None:
@@ -112,7 +126,9 @@ def _after_final(task, followers, has_tree):
     if task.status in Task.STATUS_ERROR:
         _call_errorbacks(task)
     if followers:
-        release_chained(task, list(Task.objects.filter(previous_id=task.pk, status=Task.STATUS_PENDING)))
+        release_chained(
+            task, list(Task.objects.filter(previous_id=task.pk, status=Task.STATUS_PENDING))
+        )
     notify_parent(task)
     if task.root_id is not None or has_tree:
         _store_logs_when_tree_done(task)

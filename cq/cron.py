@@ -67,9 +67,7 @@ def expand(crontab):
     try:
         croniter(text, datetime(2000, 1, 1)).get_next(datetime)
     except CroniterBadDateError:
-        raise InvalidSchedule(
-            f"{crontab!r} never matches a date (such as 30 February)"
-        ) from None
+        raise InvalidSchedule(f"{crontab!r} never matches a date (such as 30 February)") from None
     return text
 
 

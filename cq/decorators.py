@@ -31,9 +31,7 @@ class TaskFunction:
         self.retries = _check_count("retries", retries)
         self.retry_exceptions = _check_retry_exceptions(retry_exceptions)
         self.retry_delay = _check_seconds("retry_delay", retry_delay)
-        self.result_ttl = (
-            None if result_ttl is None else _check_seconds("result_ttl", result_ttl)
-        )
+        self.result_ttl = None if result_ttl is None else _check_seconds("result_ttl", result_ttl)
         # When its worker dies mid-run, the sweeper requeues the task (even
         # with no retries left) instead of marking it LOST: for tasks that are
         # safe to run twice. See docs/guarantees.md.

@@ -12,8 +12,19 @@ from .exceptions import InvalidSchedule
 
 DAYS = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 MONTHS = [
-    "", "January", "February", "March", "April", "May", "June", "July",
-    "August", "September", "October", "November", "December",
+    "",
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
 ]
 DAY_NAMES = {name[:3].lower(): str(n) for n, name in enumerate(DAYS[:7])}
 MONTH_NAMES = {name[:3].lower(): str(n) for n, name in enumerate(MONTHS) if name}

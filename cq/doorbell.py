@@ -150,7 +150,8 @@ class Doorbell:
         if now - self._last_warning >= WARN_EVERY:
             logger.warning(
                 "doorbells not sent, their tasks stay QUEUED for the feeder count=%s reason=%s",
-                self._unsent, reason,
+                self._unsent,
+                reason,
             )
             self._unsent, self._last_warning = 0, now
 

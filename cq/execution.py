@@ -8,7 +8,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from . import doorbell, logs, registry, serial, storable, transitions
-from .completion import Discarded, finish, complete_if_ready, wait_for_subtasks
+from .completion import Discarded, complete_if_ready, finish, wait_for_subtasks
 from .exceptions import CQError, UnknownTaskError
 from .models import Task, check_json
 from .running import RunningTask
@@ -142,9 +142,9 @@ def _chained_after(returned, task):
     wait forever."""
     previous_id = returned.previous_id
     while previous_id is not None and previous_id != task.pk:
-        previous_id = Task.objects.filter(pk=previous_id).values_list(
-            "previous_id", flat=True
-        ).first()
+        previous_id = (
+            Task.objects.filter(pk=previous_id).values_list("previous_id", flat=True).first()
+        )
     return previous_id == task.pk
 
 
@@ -152,14 +152,18 @@ def _record_error(run, task_function, exc):
     task = run.task
     error, trace = describe_error(exc)
     with transaction.atomic():
-        if not isinstance(exc, CQError) and task_function is not None and \
-                task_function.should_retry(exc, task.retries):
+        if (
+            not isinstance(exc, CQError)
+            and task_function is not None
+            and task_function.should_retry(exc, task.retries)
+        ):
             _schedule_retry(task, task_function, error, trace)
             return
         logger.warning("task failed id=%s name=%s error=%s", task.pk, task.func_name, error)
         try:
-            finish(task, Task.STATUS_FAILURE, error=error, traceback=trace,
-                   has_tree=run.may_have_tree)
+            finish(
+                task, Task.STATUS_FAILURE, error=error, traceback=trace, has_tree=run.may_have_tree
+            )
         except Discarded:
             logger.info("task failure discarded id=%s status changed while running", task.pk)
 
@@ -184,7 +188,11 @@ def _schedule_retry(task, task_function, error, trace):
     transitions.retry(task, run_after, error, trace)
     logger.info(
         "task retry id=%s name=%s attempt=%s countdown=%s error=%s",
-        task.pk, task.func_name, attempt, countdown, error,
+        task.pk,
+        task.func_name,
+        attempt,
+        countdown,
+        error,
     )
     if not countdown:
         doorbell.ring_on_commit([task.pk])
@@ -195,5 +203,7 @@ def oldest_queued_id():
     claims when a message named nothing it could claim (see Worker._run_oldest)."""
     return (
         Task.objects.filter(status=Task.STATUS_QUEUED, run_after__isnull=True)
-        .order_by("submitted").values_list("pk", flat=True).first()
+        .order_by("submitted")
+        .values_list("pk", flat=True)
+        .first()
     )

@@ -39,7 +39,8 @@ def feed(worker, now, older_than=None):
     if older_than is None:
         older_than = cq_settings.REQUEUE_AFTER
     waiting = Task.objects.filter(
-        status=Task.STATUS_QUEUED, run_after__isnull=True,
+        status=Task.STATUS_QUEUED,
+        run_after__isnull=True,
         submitted__lte=now - timedelta(seconds=older_than),
     )
     if not waiting.exists():
@@ -47,7 +48,7 @@ def feed(worker, now, older_than=None):
     room, present = _room_and_present(worker)
     if not room:
         return []
-    oldest = waiting.order_by("submitted").values_list("pk", flat=True)[:room + len(present)]
+    oldest = waiting.order_by("submitted").values_list("pk", flat=True)[: room + len(present)]
     ids = [pk for pk in oldest if str(pk) not in present][:room]
     if ids:
         logger.info("ringing tasks with no doorbell count=%s", len(ids))

@@ -52,8 +52,11 @@ def beat(worker, now):
     """Record that `worker` is alive, and whether Redis answers it."""
     WorkerHeartbeat.objects.update_or_create(
         name=worker.name,
-        defaults={"seen": now, "concurrency": worker.concurrency,
-                  "channel_down_since": worker.channel_down_since},
+        defaults={
+            "seen": now,
+            "concurrency": worker.concurrency,
+            "channel_down_since": worker.channel_down_since,
+        },
     )
 
 

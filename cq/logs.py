@@ -45,7 +45,7 @@ def log(run, message, level=logging.INFO, publish=True, limit=40):
             del pending[:-limit]
         publish_pending(run)
     else:
-        del pending[:-cq_settings.MAX_LOG_LINES]
+        del pending[: -cq_settings.MAX_LOG_LINES]
 
 
 def make_line(task, message, level):
@@ -92,13 +92,15 @@ def store(top_id):
     cache = _cache()
     with transaction.atomic():
         stored = (
-            Task.objects.select_for_update().filter(pk=top_id)
-            .values_list("logs", flat=True).first()
+            Task.objects.select_for_update()
+            .filter(pk=top_id)
+            .values_list("logs", flat=True)
+            .first()
         )
         count = cache.get(_counter_key(top_id)) or 0
         lines = _read(cache, top_id, count)
         if stored is not None and lines:
-            kept = (stored + lines)[-cq_settings.MAX_LOG_LINES:]
+            kept = (stored + lines)[-cq_settings.MAX_LOG_LINES :]
             Task.objects.filter(pk=top_id).update(logs=kept)
         if count:
             cache.delete_many([_line_key(top_id, n) for n in _window(count)])
@@ -106,7 +108,7 @@ def store(top_id):
 
 
 def _buffer(top_id, lines):
-    lines = lines[-_size():]
+    lines = lines[-_size() :]
     cache = _cache()
     cache.add(_counter_key(top_id), 0, BUFFER_TIMEOUT)
     last = cache.incr(_counter_key(top_id), len(lines))
@@ -143,7 +145,9 @@ def _warn_dropped(task, count, exc):
     if now - _dropped["warned"] >= WARN_EVERY:
         logger.warning(
             "task log lines dropped, the cache did not take them id=%s count=%s error=%r",
-            task.pk, _dropped["lines"], exc,
+            task.pk,
+            _dropped["lines"],
+            exc,
         )
         _dropped.update(lines=0, warned=now)
 

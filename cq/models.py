@@ -10,7 +10,6 @@ from django.db import models, transaction
 from django.utils import timezone
 
 from . import doorbell, registry, serial, transitions
-from .conf import settings as cq_settings
 from .exceptions import DuplicateSubmitError, InvalidTaskOption
 from .storable import check_json
 
@@ -27,9 +26,7 @@ class TaskQuerySet(models.QuerySet):
 
     def due(self, now):
         """QUEUED or RETRY rows whose `run_after` time has come."""
-        return self.filter(
-            status__in=(Task.STATUS_QUEUED, Task.STATUS_RETRY), run_after__lte=now
-        )
+        return self.filter(status__in=(Task.STATUS_QUEUED, Task.STATUS_RETRY), run_after__lte=now)
 
 
 class Task(models.Model):
@@ -67,23 +64,30 @@ class Task(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     func_name = models.CharField(
-        "function", max_length=255,
+        "function",
+        max_length=255,
         help_text="Registered name of the @task, e.g. 'shop.tasks.send_receipt'.",
     )
     args = models.JSONField(
-        default=list, encoder=DjangoJSONEncoder,
+        default=list,
+        encoder=DjangoJSONEncoder,
         help_text='Positional arguments after cqt, as JSON, e.g. [42, "a@b.c"].',
     )
     kwargs = models.JSONField(
-        default=dict, encoder=DjangoJSONEncoder,
+        default=dict,
+        encoder=DjangoJSONEncoder,
         help_text='Keyword arguments as JSON, e.g. {"retry": true}.',
     )
     status = models.CharField(
-        max_length=1, choices=Status.choices, default=Status.PENDING,
+        max_length=1,
+        choices=Status.choices,
+        default=Status.PENDING,
         help_text="Where the task is in its life, e.g. Queued, Running, Success.",
     )
     result = models.JSONField(
-        null=True, blank=True, encoder=DjangoJSONEncoder,
+        null=True,
+        blank=True,
+        encoder=DjangoJSONEncoder,
         help_text='The return value, as JSON, e.g. {"sent": 3}.',
     )
     error = models.TextField(
@@ -91,26 +95,44 @@ class Task(models.Model):
     )
     traceback = models.TextField(blank=True, help_text="Traceback of the failure, if any.")
     logs = models.JSONField(
-        default=list, blank=True, encoder=DjangoJSONEncoder,
+        default=list,
+        blank=True,
+        encoder=DjangoJSONEncoder,
         help_text="Log lines of the whole task tree, stored when the tree finishes.",
     )
     parent = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="subtasks",
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="subtasks",
         db_index=False,
         help_text="The task that launched this one as a subtask and waits for it.",
     )
     root = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="descendants",
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="descendants",
         db_index=False,
         help_text="Top-level task of this tree (empty for a top-level task); it keeps the logs.",
     )
     previous = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="next",
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="next",
         db_index=False,
         help_text="The task this one is chained after; its result is this one's first argument.",
     )
     waits_for = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
         db_index=False,
         help_text="A task this one returned: it finishes with that task's result.",
     )
@@ -118,7 +140,9 @@ class Task(models.Model):
         default=False, help_text="Run this chained task even if the previous one failed."
     )
     errorbacks = models.JSONField(
-        default=list, blank=True, encoder=DjangoJSONEncoder,
+        default=list,
+        blank=True,
+        encoder=DjangoJSONEncoder,
         help_text='Tasks called on final failure, e.g. [{"func_name": "app.tasks.alert", '
         '"args": [], "kwargs": {}}].',
     )
@@ -126,7 +150,8 @@ class Task(models.Model):
         default=0, help_text="Failed attempts that were retried so far, e.g. 2."
     )
     run_after = models.DateTimeField(
-        null=True, blank=True,
+        null=True,
+        blank=True,
         help_text="Not run before this time (countdown, retry backoff), e.g. 2026-01-01 03:00.",
     )
     submitted = models.DateTimeField(
@@ -137,19 +162,26 @@ class Task(models.Model):
         null=True, blank=True, help_text="When it reached a final status."
     )
     result_ttl = models.PositiveIntegerField(
-        null=True, blank=True,
+        null=True,
+        blank=True,
         help_text="Seconds the row is kept after finishing, e.g. 86400 (empty: the default).",
     )
     result_expiry = models.DateTimeField(
-        null=True, blank=True,
+        null=True,
+        blank=True,
         help_text="After this time the clean-up task may delete the row.",
     )
     worker = models.CharField(
-        max_length=255, blank=True,
+        max_length=255,
+        blank=True,
         help_text="Worker that claimed it, e.g. 'web-1:4242:ab12cd'.",
     )
     repeating_task = models.ForeignKey(
-        "RepeatingTask", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs",
+        "RepeatingTask",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="runs",
         db_index=False,
         help_text="The repeating task that launched this run, if any.",
     )
@@ -162,20 +194,24 @@ class Task(models.Model):
         # small set however large the table grows), due times, tree links.
         indexes = [
             models.Index(  # the letters of STATUS_ACTIVE (a test checks it)
-                fields=["status", "submitted"], name="cq_task_active",
+                fields=["status", "submitted"],
+                name="cq_task_active",
                 condition=models.Q(status__in=["P", "Y", "Q", "R", "W"]),
             ),
             models.Index(
-                fields=["run_after"], name="cq_task_run_after",
+                fields=["run_after"],
+                name="cq_task_run_after",
                 condition=models.Q(run_after__isnull=False),
             ),
             models.Index(
-                fields=["result_expiry"], name="cq_task_result_expiry",
+                fields=["result_expiry"],
+                name="cq_task_result_expiry",
                 condition=models.Q(result_expiry__isnull=False),
             ),
             *(
                 models.Index(
-                    fields=[link], name=f"cq_task_{link}",
+                    fields=[link],
+                    name=f"cq_task_{link}",
                     condition=models.Q(**{f"{link}__isnull": False}),
                 )
                 for link in ("parent", "root", "previous", "repeating_task")
@@ -225,8 +261,15 @@ class Task(models.Model):
         with transaction.atomic():
             locked = Task.objects.select_for_update().only("status", "result").get(pk=self.pk)
             follower = delay(
-                fn, args, kwargs, submit=False, previous=self, parent=self.parent,
-                root_id=self.top_id, force_chain=force_chain, **fields,
+                fn,
+                args,
+                kwargs,
+                submit=False,
+                previous=self,
+                parent=self.parent,
+                root_id=self.top_id,
+                force_chain=force_chain,
+                **fields,
             )
             if locked.is_done:
                 release_chained(locked, [follower])
@@ -292,8 +335,11 @@ class WorkerHeartbeat(models.Model):
     )
     concurrency = models.PositiveIntegerField(default=1, help_text="Tasks it runs at once, e.g. 4.")
     channel_down_since = models.DateTimeField(
-        null=True, blank=True,
-        help_text="Since when its channel layer (Redis) has not answered it; empty while it answers.",
+        null=True,
+        blank=True,
+        help_text=(
+            "Since when its channel layer (Redis) has not answered it; empty while it answers."
+        ),
     )
 
     class Meta:
@@ -307,26 +353,34 @@ class RepeatingTask(models.Model):
     """A task launched on a cron schedule, e.g. every night at 03:00."""
 
     func_name = models.CharField(
-        "function", max_length=255,
+        "function",
+        max_length=255,
         help_text="Registered @task to run, e.g. 'cq.tasks.clean_up'.",
     )
     crontab = models.CharField(
-        max_length=100, help_text="Five cron fields: minute hour day month weekday, e.g. '0 3 * * *'."
+        max_length=100,
+        help_text="Five cron fields: minute hour day month weekday, e.g. '0 3 * * *'.",
     )
     timezone = models.CharField(
-        max_length=63, blank=True,
+        max_length=63,
+        blank=True,
         help_text="Time zone the cron is read in, e.g. 'Europe/Paris' (empty: TIME_ZONE).",
     )
     args = models.JSONField(
-        default=list, blank=True, encoder=DjangoJSONEncoder,
-        help_text='Positional arguments as JSON, e.g. [7].',
+        default=list,
+        blank=True,
+        encoder=DjangoJSONEncoder,
+        help_text="Positional arguments as JSON, e.g. [7].",
     )
     kwargs = models.JSONField(
-        default=dict, blank=True, encoder=DjangoJSONEncoder,
+        default=dict,
+        blank=True,
+        encoder=DjangoJSONEncoder,
         help_text='Keyword arguments as JSON, e.g. {"days": 7}.',
     )
     result_ttl = models.PositiveIntegerField(
-        null=True, blank=True,
+        null=True,
+        blank=True,
         help_text="Seconds each run's row is kept, e.g. 86400 (empty: the default).",
     )
     coalesce = models.BooleanField(
@@ -411,7 +465,8 @@ class RepeatingTask(models.Model):
             f for f in self.RUN_FIELDS if f in loaded and self.__dict__.get(f) == loaded[f]
         }
         return [
-            field.name for field in self._meta.concrete_fields
+            field.name
+            for field in self._meta.concrete_fields
             if not field.primary_key and field.attname not in skipped
         ]
 
@@ -442,8 +497,14 @@ def schedule_task(model, crontab, fn_or_name, args=(), kwargs=None, **options):
 # ---- creating tasks
 
 _DELAY_FIELDS = {
-    "parent", "previous", "root_id", "run_after", "countdown", "result_ttl",
-    "force_chain", "repeating_task",
+    "parent",
+    "previous",
+    "root_id",
+    "run_after",
+    "countdown",
+    "result_ttl",
+    "force_chain",
+    "repeating_task",
 }
 
 
@@ -484,8 +545,10 @@ def _ring(tasks):
 
 def _is_args_kwargs_pair(call):
     return (
-        isinstance(call, (tuple, list)) and len(call) == 2
-        and isinstance(call[0], (tuple, list)) and isinstance(call[1], dict)
+        isinstance(call, (tuple, list))
+        and len(call) == 2
+        and isinstance(call[0], (tuple, list))
+        and isinstance(call[1], dict)
     )
 
 

@@ -39,8 +39,9 @@ class Throttled:
         now = time.monotonic()
         if self._window is None or now - self._window >= self.every:
             if self._skipped:
-                self.logger.warning("%s more warnings like this one not logged: " + message,
-                                    self._skipped, *args)
+                self.logger.warning(
+                    "%s more warnings like this one not logged: " + message, self._skipped, *args
+                )
             self._window, self._logged, self._skipped = now, 0, 0
         if self._logged >= self.burst:
             self._skipped += 1

@@ -67,11 +67,14 @@ def _of_dead_workers(worker, now):
     # is judged by the claim time: it had CQ_WORKER_TIMEOUT to beat.
     dead = list(
         Task.objects.filter(status=Task.STATUS_RUNNING, started__lt=cutoff)
-        .exclude(worker="").exclude(worker=worker.name).exclude(worker__in=alive)[:BATCH]
+        .exclude(worker="")
+        .exclude(worker=worker.name)
+        .exclude(worker__in=alive)[:BATCH]
     )
     last_seen = dict(
-        WorkerHeartbeat.objects.filter(name__in={task.worker for task in dead})
-        .values_list("name", "seen")
+        WorkerHeartbeat.objects.filter(name__in={task.worker for task in dead}).values_list(
+            "name", "seen"
+        )
     )
     return [(task, _died(task.worker, last_seen.get(task.worker), now)) for task in dead]
 
@@ -113,7 +116,10 @@ def requeue(task, reason):
     if requeued:
         logger.warning(
             "task requeued id=%s name=%s attempt=%s reason=%s",
-            task.pk, task.func_name, task.retries + 1, reason,
+            task.pk,
+            task.func_name,
+            task.retries + 1,
+            reason,
         )
     return bool(requeued)
 

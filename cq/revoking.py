@@ -107,14 +107,16 @@ def _revoke(ids, now):
     returns how many were revoked."""
     revoked = 0
     for start in range(0, len(ids), BATCH):
-        revoked += transitions.revoke(Task, ids[start:start + BATCH], now)
+        revoked += transitions.revoke(Task, ids[start : start + BATCH], now)
     return revoked
 
 
 def _pending_followers(ids):
     found = []
     for start in range(0, len(ids), BATCH):
-        found += Task.objects.filter(
-            previous__in=ids[start:start + BATCH], status=Task.STATUS_PENDING
-        ).order_by("pk").values_list("pk", flat=True)
+        found += (
+            Task.objects.filter(previous__in=ids[start : start + BATCH], status=Task.STATUS_PENDING)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
     return found

@@ -36,6 +36,7 @@ _warned_unknown = set()
 
 # ---- validation and next_run, for schedule_task() and RepeatingTask
 
+
 def check_func_name(fn_or_name):
     """The registered name of `fn_or_name`; UnknownTaskError for anything that
     is not a @task (a repeating task never runs an arbitrary dotted path)."""
@@ -96,18 +97,24 @@ def prepare(crontab, fn_or_name, args=(), kwargs=None, **options):
     args, kwargs = check_arguments(args, {} if kwargs is None else kwargs)
     when = next_run(crontab, options.get("timezone", ""), options.get("enabled", True))
     return {
-        **options, "func_name": func_name, "crontab": crontab,
-        "args": args, "kwargs": kwargs, "next_run": when,
+        **options,
+        "func_name": func_name,
+        "crontab": crontab,
+        "args": args,
+        "kwargs": kwargs,
+        "next_run": when,
     }
 
 
 # ---- the tick
 
+
 def due(now):
     """Enabled repeating tasks whose next run has come: one indexed query."""
     return list(
-        RepeatingTask.objects.filter(enabled=True, next_run__lte=now)
-        .order_by("next_run", "pk")[:BATCH]
+        RepeatingTask.objects.filter(enabled=True, next_run__lte=now).order_by("next_run", "pk")[
+            :BATCH
+        ]
     )
 
 
@@ -127,8 +134,9 @@ def tick(now=None):
         except (OperationalError, InterfaceError):
             raise
         except Exception:
-            logger.exception("repeating task not launched id=%s name=%s",
-                             repeating.pk, repeating.func_name)
+            logger.exception(
+                "repeating task not launched id=%s name=%s", repeating.pk, repeating.func_name
+            )
             continue
         if task is not None:
             launched.append(task)
@@ -161,13 +169,18 @@ def dispatch(repeating, now):
         if busy:
             logger.info(
                 "repeating task skipped, previous run still active id=%s name=%s next_run=%s",
-                repeating.pk, repeating.func_name, following,
+                repeating.pk,
+                repeating.func_name,
+                following,
             )
             return None
         task = _launch(repeating)
     logger.info(
         "repeating task launched id=%s name=%s task=%s next_run=%s",
-        repeating.pk, repeating.func_name, task.pk, following,
+        repeating.pk,
+        repeating.func_name,
+        task.pk,
+        following,
     )
     return task
 
@@ -204,8 +217,11 @@ def disable(queryset):
 
 def _launch(repeating):
     return delay(
-        repeating.func_name, repeating.args, repeating.kwargs,
-        repeating_task=repeating, result_ttl=repeating.result_ttl,
+        repeating.func_name,
+        repeating.args,
+        repeating.kwargs,
+        repeating_task=repeating,
+        result_ttl=repeating.result_ttl,
     )
 
 
@@ -225,8 +241,9 @@ def _runnable_here(repeating):
         if key not in _warned_unknown:
             _warned_unknown.add(key)
             logger.warning(
-                "repeating task not launched, no @task is registered under its name "
-                "id=%s name=%s", repeating.pk, repeating.func_name,
+                "repeating task not launched, no @task is registered under its name id=%s name=%s",
+                repeating.pk,
+                repeating.func_name,
             )
         return False
     return True
@@ -236,8 +253,9 @@ def _park(repeating, exc):
     # A schedule or arguments stored without validation (raw SQL, an old row)
     # would fail on every tick: clear its next run, so it shows as not
     # scheduled in the admin.
-    RepeatingTask.objects.filter(pk=repeating.pk, next_run=repeating.next_run).update(
-        next_run=None
+    RepeatingTask.objects.filter(pk=repeating.pk, next_run=repeating.next_run).update(next_run=None)
+    logger.error(
+        "repeating task has an invalid schedule or arguments, not scheduled id=%s error=%s",
+        repeating.pk,
+        exc,
     )
-    logger.error("repeating task has an invalid schedule or arguments, not scheduled "
-                 "id=%s error=%s", repeating.pk, exc)

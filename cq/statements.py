@@ -35,7 +35,9 @@ def get(model, task_id):
     query building (what `wait()` reads while it waits)."""
     db = router.db_for_read(model)
     connection = connections[db]
-    return _fetch_instance(model, db, _select_sql(model, db), [_prep(model, "id", task_id, connection)])
+    return _fetch_instance(
+        model, db, _select_sql(model, db), [_prep(model, "id", task_id, connection)]
+    )
 
 
 def insert(instance):
@@ -65,7 +67,10 @@ def move(model, task_id, expected, attempt=None, **fields):
     names = tuple(sorted(fields))
     sql = _move_sql(model, names, connection.vendor, attempt is not None)
     params = [_prep(model, name, fields[name], connection) for name in names]
-    params += [_prep(model, "id", task_id, connection), _prep(model, "status", expected, connection)]
+    params += [
+        _prep(model, "id", task_id, connection),
+        _prep(model, "status", expected, connection),
+    ]
     if attempt is not None:
         params.append(_prep(model, "retries", attempt, connection))
     with connection.cursor() as cursor:

@@ -49,8 +49,9 @@ def collect(now=None, failures_shown=5):
     return Status(
         now=now,
         counts=counts,
-        oldest_queued=Task.objects.filter(status=Task.STATUS_QUEUED)
-        .aggregate(oldest=Min("submitted"))["oldest"],
+        oldest_queued=Task.objects.filter(status=Task.STATUS_QUEUED).aggregate(
+            oldest=Min("submitted")
+        )["oldest"],
         workers=_workers(now),
         failures=failed.count(),
         recent_failures=list(failed.order_by("-finished")[:failures_shown]),
@@ -61,14 +62,21 @@ def collect(now=None, failures_shown=5):
 
 def _workers(now):
     running = dict(
-        Task.objects.filter(status=Task.STATUS_RUNNING).values_list("worker")
-        .annotate(n=Count("pk")).order_by()
+        Task.objects.filter(status=Task.STATUS_RUNNING)
+        .values_list("worker")
+        .annotate(n=Count("pk"))
+        .order_by()
     )
     cutoff = now - timedelta(seconds=cq_settings.WORKER_TIMEOUT)
     rows = [
-        WorkerRow(name=beat.name, running=running.pop(beat.name, 0), seen=beat.seen,
-                  concurrency=beat.concurrency, alive=beat.seen >= cutoff,
-                  channel_down_since=beat.channel_down_since)
+        WorkerRow(
+            name=beat.name,
+            running=running.pop(beat.name, 0),
+            seen=beat.seen,
+            concurrency=beat.concurrency,
+            alive=beat.seen >= cutoff,
+            channel_down_since=beat.channel_down_since,
+        )
         for beat in WorkerHeartbeat.objects.order_by("name")
     ]
     # RUNNING rows whose worker has no heartbeat row (or, with "", none at all).

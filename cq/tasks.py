@@ -62,9 +62,7 @@ def expired(now):
     """Top-level tasks that are done, expired at `now`, with no active descendant."""
     active_descendant = Task.objects.filter(root_id=OuterRef("pk"), status__in=Task.STATUS_ACTIVE)
     return (
-        Task.objects.filter(
-            root__isnull=True, status__in=Task.STATUS_DONE, result_expiry__lte=now
-        )
+        Task.objects.filter(root__isnull=True, status__in=Task.STATUS_DONE, result_expiry__lte=now)
         .filter(~Exists(active_descendant))
         .order_by()
     )

@@ -62,9 +62,7 @@ def release_due(model, now, limit):
     cleared; returns the ids (at most `limit`), to be rung."""
     ids = list(model.objects.due(now).values_list("pk", flat=True)[:limit])
     if ids:
-        model.objects.due(now).filter(pk__in=ids).update(
-            status=model.STATUS_QUEUED, run_after=None
-        )
+        model.objects.due(now).filter(pk__in=ids).update(status=model.STATUS_QUEUED, run_after=None)
     return ids
 
 
@@ -81,8 +79,12 @@ def park(task, result):
     """RUNNING -> WAITING, keeping `result` until its subtasks are done;
     False if the row moved on (revoked, or requeued by a sweeper)."""
     moved = statements.move(
-        type(task), task.pk, task.STATUS_RUNNING, attempt=task.retries,
-        status=task.STATUS_WAITING, result=result,
+        type(task),
+        task.pk,
+        task.STATUS_RUNNING,
+        attempt=task.retries,
+        status=task.STATUS_WAITING,
+        result=result,
     )
     return moved is not None
 
@@ -92,8 +94,15 @@ def retry(task, run_after, error, traceback):
     False if the row moved on."""
     status = task.STATUS_RETRY if run_after else task.STATUS_QUEUED
     moved = statements.move(
-        type(task), task.pk, task.STATUS_RUNNING, attempt=task.retries, status=status,
-        retries=task.retries + 1, run_after=run_after, error=error, traceback=traceback,
+        type(task),
+        task.pk,
+        task.STATUS_RUNNING,
+        attempt=task.retries,
+        status=status,
+        retries=task.retries + 1,
+        run_after=run_after,
+        error=error,
+        traceback=traceback,
     )
     return moved is not None
 
@@ -102,8 +111,14 @@ def requeue(task, error):
     """RUNNING -> QUEUED after its worker died, one more attempt counted; False
     if another sweeper or the task's own worker got there first."""
     moved = statements.move(
-        type(task), task.pk, task.STATUS_RUNNING, attempt=task.retries,
-        status=task.STATUS_QUEUED, retries=task.retries + 1, run_after=None, error=error,
+        type(task),
+        task.pk,
+        task.STATUS_RUNNING,
+        attempt=task.retries,
+        status=task.STATUS_QUEUED,
+        retries=task.retries + 1,
+        run_after=None,
+        error=error,
     )
     return moved is not None
 
@@ -130,8 +145,12 @@ def revoke(model, ids, now):
     if revoked and signals.task_finished.has_listeners(model):
         # This transaction sees its own writes: the rows revoked at `now`.
         changed = model.objects.filter(pk__in=ids, status=model.STATUS_REVOKED, finished=now)
-        _send_on_commit(signals.task_finished, model, list(changed.values_list("pk", flat=True)),
-                        status=model.STATUS_REVOKED)
+        _send_on_commit(
+            signals.task_finished,
+            model,
+            list(changed.values_list("pk", flat=True)),
+            status=model.STATUS_REVOKED,
+        )
     return revoked
 
 
@@ -147,5 +166,10 @@ def _send(signal, model, task_ids, **kwargs):
     for task_id in task_ids:
         for receiver, error in signal.send_robust(model, task_id=task_id, **kwargs):
             if isinstance(error, Exception):
-                logger.error("signal receiver failed receiver=%r id=%s error=%r",
-                             receiver, task_id, error, exc_info=error)
+                logger.error(
+                    "signal receiver failed receiver=%r id=%s error=%r",
+                    receiver,
+                    task_id,
+                    error,
+                    exc_info=error,
+                )

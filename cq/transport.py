@@ -84,10 +84,14 @@ async def send_many(layer, channel, messages):
     sent = 0
     for start in range(0, len(messages), SEND_BATCH):
         now = time.time()
-        batch = [layer.serialize(m) for m in messages[start:start + SEND_BATCH]]
-        sent += await bounded(script(
-            keys=[key], args=[int(now) - int(layer.expiry), capacity, int(layer.expiry), now, *batch]
-        ), "send")
+        batch = [layer.serialize(m) for m in messages[start : start + SEND_BATCH]]
+        sent += await bounded(
+            script(
+                keys=[key],
+                args=[int(now) - int(layer.expiry), capacity, int(layer.expiry), now, *batch],
+            ),
+            "send",
+        )
         if sent < start + len(batch):
             break
     return sent
@@ -106,7 +110,9 @@ class Receiver:
         """Messages (at least one, at most `count`), or [] after `block` seconds."""
         if count > 1 or len(self._hosts) > 1:
             for index in self._hosts:
-                popped = await bounded(self.layer.connection(index).zpopmin(self.key, count), "ZPOPMIN")
+                popped = await bounded(
+                    self.layer.connection(index).zpopmin(self.key, count), "ZPOPMIN"
+                )
                 if popped:
                     return self._decode(member for member, _ in popped)
         # Several hosts: block on each in turn, briefly, so none is starved.
@@ -123,9 +129,12 @@ class Receiver:
         messages = [m for m in messages if m is not UNDECODABLE]
         if messages:
             now = time.time()
-            await bounded(self.layer.connection(self._hosts[0]).zadd(
-                self.key, {self.layer.serialize(m): now for m in messages}
-            ), "ZADD")
+            await bounded(
+                self.layer.connection(self._hosts[0]).zadd(
+                    self.key, {self.layer.serialize(m): now for m in messages}
+                ),
+                "ZADD",
+            )
 
     def _decode(self, members):
         """Each member on its own: one that cannot be decoded (another

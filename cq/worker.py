@@ -129,7 +129,9 @@ class Worker:
         ]
         logger.info(
             "worker started name=%s channel=%s concurrency=%s",
-            self.name, self.channel, self.concurrency,
+            self.name,
+            self.channel,
+            self.concurrency,
         )
         try:
             await self._receive_loop(executor)
@@ -282,8 +284,9 @@ class Worker:
             connection.ensure_connection()
             return True
         except DatabaseError as exc:
-            logger.warning("database unreachable, doorbell handed back id=%s error=%s",
-                           task_id, exc)
+            logger.warning(
+                "database unreachable, doorbell handed back id=%s error=%s", task_id, exc
+            )
             self._database_down = True
             if task_id:
                 ring([task_id])
@@ -344,8 +347,10 @@ class Worker:
         close_old_connections()
         # Ring at once for any queued row with no doorbell: in burst mode
         # nobody else will.
-        return bool(feeder.feed(self, timezone.now(), older_than=0)) or \
-            Task.objects.filter(status__in=(Task.STATUS_RETRY, Task.STATUS_QUEUED)).exists()
+        return (
+            bool(feeder.feed(self, timezone.now(), older_than=0))
+            or Task.objects.filter(status__in=(Task.STATUS_RETRY, Task.STATUS_QUEUED)).exists()
+        )
 
     def _forget(self):
         try:
@@ -358,7 +363,7 @@ class Worker:
     async def _sleep(self, seconds):
         try:
             await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
     def _install_signal_handlers(self):

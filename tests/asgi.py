@@ -14,9 +14,13 @@ class NoteConsumer(SyncConsumer):
         Note.objects.create(text=message["text"])
 
 
-application = ProtocolTypeRouter({
-    "channel": ChannelNameRouter({
-        "cq-tasks": CQConsumer.as_asgi(),
-        "test-notes": NoteConsumer.as_asgi(),
-    }),
-})
+application = ProtocolTypeRouter(
+    {
+        "channel": ChannelNameRouter(
+            {
+                "cq-tasks": CQConsumer.as_asgi(),
+                "test-notes": NoteConsumer.as_asgi(),
+            }
+        ),
+    }
+)

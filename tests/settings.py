@@ -27,7 +27,9 @@ REDIS_URL = "{}/{}".format(
     os.environ.get("CQ_TEST_REDIS", "redis://127.0.0.1:6379"),
     os.environ.get("CQ_TEST_REDIS_DB", "13"),
 )
-REDIS_PREFIX = f"cqtest{SUFFIX}"
+# Ends with a separator, so that one run's clean-up ("cqtest.*") never matches
+# the keys of a run with a suffix ("cqtestdj6.*") sharing the same Redis.
+REDIS_PREFIX = f"cqtest{SUFFIX}."
 
 SECRET_KEY = "cq-tests-only"
 DEBUG = False
@@ -54,41 +56,49 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
 ]
 
-TEMPLATES = [{
-    "BACKEND": "django.template.backends.django.DjangoTemplates",
-    "APP_DIRS": True,
-    "OPTIONS": {"context_processors": [
-        "django.template.context_processors.request",
-        "django.contrib.auth.context_processors.auth",
-        "django.contrib.messages.context_processors.messages",
-    ]},
-}]
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
 
 if DB_KIND == "sqlite":
     _path = os.path.join(tempfile.gettempdir(), f"cq-test{SUFFIX}.sqlite3")
-    DATABASES = {"default": {
-        "ENGINE": "django.db.backends.sqlite3",
-        "NAME": os.environ.get("CQ_TEST_DB_NAME", _path),
-        # A file, not memory: worker processes must see the same database.
-        "TEST": {"NAME": _path},
-        "OPTIONS": {
-            # BEGIN IMMEDIATE: writers queue for the lock instead of failing
-            # with "database is locked" when a read transaction upgrades.
-            "transaction_mode": "IMMEDIATE",
-            "timeout": 30,
-            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-        },
-    }}
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": os.environ.get("CQ_TEST_DB_NAME", _path),
+            # A file, not memory: worker processes must see the same database.
+            "TEST": {"NAME": _path},
+            "OPTIONS": {
+                # BEGIN IMMEDIATE: writers queue for the lock instead of failing
+                # with "database is locked" when a read transaction upgrades.
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 30,
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+        }
+    }
 else:
-    DATABASES = {"default": {
-        "ENGINE": "django.db.backends.postgresql",
-        "NAME": os.environ.get("CQ_TEST_DB_NAME", f"cq{SUFFIX}"),
-        "USER": os.environ.get("CQ_TEST_PG_USER", "postgres"),
-        "HOST": os.environ.get("CQ_TEST_PG_HOST", "127.0.0.1"),
-        "PORT": os.environ.get("CQ_TEST_PG_PORT", "5432"),
-        "CONN_MAX_AGE": 600,
-        "OPTIONS": {"server_side_binding": os.environ.get("CQ_TEST_SERVER_BINDING") == "1"},
-    }}
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": os.environ.get("CQ_TEST_DB_NAME", f"cq{SUFFIX}"),
+            "USER": os.environ.get("CQ_TEST_PG_USER", "postgres"),
+            "HOST": os.environ.get("CQ_TEST_PG_HOST", "127.0.0.1"),
+            "PORT": os.environ.get("CQ_TEST_PG_PORT", "5432"),
+            "CONN_MAX_AGE": 600,
+            "OPTIONS": {"server_side_binding": os.environ.get("CQ_TEST_SERVER_BINDING") == "1"},
+        }
+    }
 
 # "none" lets fault tests show that cq's deadlines do not rely on it.
 _socket_timeout = os.environ.get("CQ_TEST_SOCKET_TIMEOUT", "10")

@@ -35,8 +35,14 @@ class RepeatingTaskForm(forms.ModelForm):
     class Meta:
         model = RepeatingTask
         fields = [
-            "func_name", "args", "kwargs", "result_ttl",
-            "crontab", "timezone", "enabled", "coalesce",
+            "func_name",
+            "args",
+            "kwargs",
+            "result_ttl",
+            "crontab",
+            "timezone",
+            "enabled",
+            "coalesce",
         ]
 
     def __init__(self, *args, **kwargs):
@@ -59,8 +65,14 @@ class RepeatingTaskForm(forms.ModelForm):
 class RepeatingTaskAdmin(admin.ModelAdmin):
     form = RepeatingTaskForm
     list_display = [
-        "func_name", "crontab", "description", "zone", "last_run", "next_run",
-        "enabled", "coalesce",
+        "func_name",
+        "crontab",
+        "description",
+        "zone",
+        "last_run",
+        "next_run",
+        "enabled",
+        "coalesce",
     ]
     list_filter = ["enabled", "coalesce"]
     search_fields = ["func_name", "crontab"]
@@ -102,7 +114,8 @@ class RepeatingTaskAdmin(admin.ModelAdmin):
         count = obj.runs.count()
         return format_html(
             '<a href="{}?repeating_task__id__exact={}">{}</a>',
-            reverse("admin:cq_task_changelist"), obj.pk,
+            reverse("admin:cq_task_changelist"),
+            obj.pk,
             ngettext("%(count)d task", "%(count)d tasks", count) % {"count": count},
         )
 
@@ -116,23 +129,41 @@ class RepeatingTaskAdmin(admin.ModelAdmin):
                 self.message_user(request, f"{repeating}: {exc}", messages.ERROR)
                 continue
             launched += 1
-        self._report(request, ngettext(
-            "%(count)d repeating task launched.", "%(count)d repeating tasks launched.", launched,
-        ), launched)
+        self._report(
+            request,
+            ngettext(
+                "%(count)d repeating task launched.",
+                "%(count)d repeating tasks launched.",
+                launched,
+            ),
+            launched,
+        )
 
     @admin.action(description="Enable the selected repeating tasks", permissions=["change"])
     def enable(self, request, queryset):
         count = scheduler.enable(queryset)
-        self._report(request, ngettext(
-            "%(count)d repeating task enabled.", "%(count)d repeating tasks enabled.", count,
-        ), count)
+        self._report(
+            request,
+            ngettext(
+                "%(count)d repeating task enabled.",
+                "%(count)d repeating tasks enabled.",
+                count,
+            ),
+            count,
+        )
 
     @admin.action(description="Disable the selected repeating tasks", permissions=["change"])
     def disable(self, request, queryset):
         count = scheduler.disable(queryset)
-        self._report(request, ngettext(
-            "%(count)d repeating task disabled.", "%(count)d repeating tasks disabled.", count,
-        ), count)
+        self._report(
+            request,
+            ngettext(
+                "%(count)d repeating task disabled.",
+                "%(count)d repeating tasks disabled.",
+                count,
+            ),
+            count,
+        )
 
     def _report(self, request, message, count):
         self.message_user(request, message % {"count": count}, messages.SUCCESS)

@@ -24,8 +24,14 @@ class TaskAdmin(admin.ModelAdmin):
     """Read-only: tasks change through cq, not through a form."""
 
     list_display = [
-        "short_id", "func_name", "status", "submitted", "started", "finished",
-        "duration", "repeating_task",
+        "short_id",
+        "func_name",
+        "status",
+        "submitted",
+        "started",
+        "finished",
+        "duration",
+        "repeating_task",
     ]
     list_filter = ["status", "repeating_task"]
     search_fields = ["id", "func_name"]
@@ -37,14 +43,33 @@ class TaskAdmin(admin.ModelAdmin):
         ("Call", {"fields": ["arguments", "keyword_arguments"]}),
         ("Outcome", {"fields": ["outcome", "error", "traceback_text", "retries"]}),
         ("Logs", {"fields": ["log_lines"]}),
-        ("Tree", {"fields": [
-            "parent_link", "root_link", "subtask_links", "previous_link", "next_links",
-            "waits_for_link",
-        ]}),
-        ("Timings", {"fields": [
-            "submitted", "run_after", "started", "finished", "waited", "duration",
-            "result_expiry",
-        ]}),
+        (
+            "Tree",
+            {
+                "fields": [
+                    "parent_link",
+                    "root_link",
+                    "subtask_links",
+                    "previous_link",
+                    "next_links",
+                    "waits_for_link",
+                ]
+            },
+        ),
+        (
+            "Timings",
+            {
+                "fields": [
+                    "submitted",
+                    "run_after",
+                    "started",
+                    "finished",
+                    "waited",
+                    "duration",
+                    "result_expiry",
+                ]
+            },
+        ),
     ]
     readonly_fields = [field for _, options in fieldsets for field in options["fields"]]
 
@@ -89,11 +114,21 @@ class TaskAdmin(admin.ModelAdmin):
     def log_lines(self, obj):
         if not obj.logs:
             return "-"
-        rows = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", (
-            (line.get("timestamp", ""), line.get("level", ""), line.get("task", ""),
-             line.get("message", "")) if isinstance(line, dict) else ("", "", "", line)
-            for line in obj.logs
-        ))
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    line.get("timestamp", ""),
+                    line.get("level", ""),
+                    line.get("task", ""),
+                    line.get("message", ""),
+                )
+                if isinstance(line, dict)
+                else ("", "", "", line)
+                for line in obj.logs
+            ),
+        )
         return format_html(
             "<table><tr><th>time</th><th>level</th><th>task</th><th>message</th></tr>{}</table>",
             rows,
@@ -146,10 +181,10 @@ def _link(obj, model="task"):
 
 
 def _links(queryset):
-    shown = list(queryset[:MOST_LINKS + 1])
+    shown = list(queryset[: MOST_LINKS + 1])
     if not shown:
         return "-"
     more = mark_safe("<br>and more") if len(shown) > MOST_LINKS else ""
-    return format_html("{}{}", format_html_join(BR, "{}", (
-        (_link(task),) for task in shown[:MOST_LINKS]
-    )), more)
+    return format_html(
+        "{}{}", format_html_join(BR, "{}", ((_link(task),) for task in shown[:MOST_LINKS])), more
+    )

@@ -8,75 +8,353 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='RepeatingTask',
+            name="RepeatingTask",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('func_name', models.CharField(help_text="Registered @task to run, e.g. 'cq.tasks.clean_up'.", max_length=255, verbose_name='function')),
-                ('crontab', models.CharField(help_text="Five cron fields: minute hour day month weekday, e.g. '0 3 * * *'.", max_length=100)),
-                ('timezone', models.CharField(blank=True, help_text="Time zone the cron is read in, e.g. 'Europe/Paris' (empty: TIME_ZONE).", max_length=63)),
-                ('args', models.JSONField(blank=True, default=list, encoder=django.core.serializers.json.DjangoJSONEncoder, help_text='Positional arguments as JSON, e.g. [7].')),
-                ('kwargs', models.JSONField(blank=True, default=dict, encoder=django.core.serializers.json.DjangoJSONEncoder, help_text='Keyword arguments as JSON, e.g. {"days": 7}.')),
-                ('result_ttl', models.PositiveIntegerField(blank=True, help_text="Seconds each run's row is kept, e.g. 86400 (empty: the default).", null=True)),
-                ('coalesce', models.BooleanField(default=True, help_text='Skip an occurrence while the previous run is still active.')),
-                ('enabled', models.BooleanField(default=True, help_text='Untick to pause the schedule.')),
-                ('last_run', models.DateTimeField(blank=True, help_text='When the last run was launched.', null=True)),
-                ('next_run', models.DateTimeField(blank=True, db_index=True, help_text='When the next run is due.', null=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "func_name",
+                    models.CharField(
+                        help_text="Registered @task to run, e.g. 'cq.tasks.clean_up'.",
+                        max_length=255,
+                        verbose_name="function",
+                    ),
+                ),
+                (
+                    "crontab",
+                    models.CharField(
+                        help_text="Five cron fields: minute hour day month weekday, e.g. '0 3 * * *'.",
+                        max_length=100,
+                    ),
+                ),
+                (
+                    "timezone",
+                    models.CharField(
+                        blank=True,
+                        help_text="Time zone the cron is read in, e.g. 'Europe/Paris' (empty: TIME_ZONE).",
+                        max_length=63,
+                    ),
+                ),
+                (
+                    "args",
+                    models.JSONField(
+                        blank=True,
+                        default=list,
+                        encoder=django.core.serializers.json.DjangoJSONEncoder,
+                        help_text="Positional arguments as JSON, e.g. [7].",
+                    ),
+                ),
+                (
+                    "kwargs",
+                    models.JSONField(
+                        blank=True,
+                        default=dict,
+                        encoder=django.core.serializers.json.DjangoJSONEncoder,
+                        help_text='Keyword arguments as JSON, e.g. {"days": 7}.',
+                    ),
+                ),
+                (
+                    "result_ttl",
+                    models.PositiveIntegerField(
+                        blank=True,
+                        help_text="Seconds each run's row is kept, e.g. 86400 (empty: the default).",
+                        null=True,
+                    ),
+                ),
+                (
+                    "coalesce",
+                    models.BooleanField(
+                        default=True,
+                        help_text="Skip an occurrence while the previous run is still active.",
+                    ),
+                ),
+                (
+                    "enabled",
+                    models.BooleanField(default=True, help_text="Untick to pause the schedule."),
+                ),
+                (
+                    "last_run",
+                    models.DateTimeField(
+                        blank=True, help_text="When the last run was launched.", null=True
+                    ),
+                ),
+                (
+                    "next_run",
+                    models.DateTimeField(
+                        blank=True, db_index=True, help_text="When the next run is due.", null=True
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'repeating task',
-                'ordering': ['next_run'],
+                "verbose_name": "repeating task",
+                "ordering": ["next_run"],
             },
         ),
         migrations.CreateModel(
-            name='WorkerHeartbeat',
+            name="WorkerHeartbeat",
             fields=[
-                ('name', models.CharField(help_text="host:pid:random, e.g. 'web-1:4242:ab12cd'.", max_length=255, primary_key=True, serialize=False)),
-                ('started', models.DateTimeField(default=django.utils.timezone.now, help_text='When the worker started.')),
-                ('seen', models.DateTimeField(db_index=True, default=django.utils.timezone.now, help_text='Its last heartbeat.')),
-                ('concurrency', models.PositiveIntegerField(default=1, help_text='Tasks it runs at once, e.g. 4.')),
+                (
+                    "name",
+                    models.CharField(
+                        help_text="host:pid:random, e.g. 'web-1:4242:ab12cd'.",
+                        max_length=255,
+                        primary_key=True,
+                        serialize=False,
+                    ),
+                ),
+                (
+                    "started",
+                    models.DateTimeField(
+                        default=django.utils.timezone.now, help_text="When the worker started."
+                    ),
+                ),
+                (
+                    "seen",
+                    models.DateTimeField(
+                        db_index=True,
+                        default=django.utils.timezone.now,
+                        help_text="Its last heartbeat.",
+                    ),
+                ),
+                (
+                    "concurrency",
+                    models.PositiveIntegerField(
+                        default=1, help_text="Tasks it runs at once, e.g. 4."
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'worker heartbeat',
+                "verbose_name": "worker heartbeat",
             },
         ),
         migrations.CreateModel(
-            name='Task',
+            name="Task",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('func_name', models.CharField(db_index=True, help_text="Registered name of the @task, e.g. 'shop.tasks.send_receipt'.", max_length=255, verbose_name='function')),
-                ('args', models.JSONField(default=list, encoder=django.core.serializers.json.DjangoJSONEncoder, help_text='Positional arguments after cqt, as JSON, e.g. [42, "a@b.c"].')),
-                ('kwargs', models.JSONField(default=dict, encoder=django.core.serializers.json.DjangoJSONEncoder, help_text='Keyword arguments as JSON, e.g. {"retry": true}.')),
-                ('status', models.CharField(choices=[('P', 'Pending'), ('Y', 'Retry'), ('Q', 'Queued'), ('R', 'Running'), ('F', 'Failure'), ('S', 'Success'), ('W', 'Waiting'), ('I', 'Incomplete'), ('L', 'Lost'), ('E', 'Revoked')], db_index=True, default='P', help_text='Where the task is in its life, e.g. Queued, Running, Success.', max_length=1)),
-                ('result', models.JSONField(blank=True, encoder=django.core.serializers.json.DjangoJSONEncoder, help_text='The return value, as JSON, e.g. {"sent": 3}.', null=True)),
-                ('error', models.TextField(blank=True, help_text="Why the task failed, e.g. 'ValueError: bad address'.")),
-                ('traceback', models.TextField(blank=True, help_text='Traceback of the failure, if any.')),
-                ('logs', models.JSONField(blank=True, default=list, encoder=django.core.serializers.json.DjangoJSONEncoder, help_text='Log lines of the whole task tree, stored when the tree finishes.')),
-                ('force_chain', models.BooleanField(default=False, help_text='Run this chained task even if the previous one failed.')),
-                ('errorbacks', models.JSONField(blank=True, default=list, encoder=django.core.serializers.json.DjangoJSONEncoder, help_text='Tasks called on final failure, e.g. [{"func_name": "app.tasks.alert", "args": [], "kwargs": {}}].')),
-                ('retries', models.PositiveIntegerField(default=0, help_text='Failed attempts that were retried so far, e.g. 2.')),
-                ('run_after', models.DateTimeField(blank=True, help_text='Not run before this time (countdown, retry backoff), e.g. 2026-01-01 03:00.', null=True)),
-                ('submitted', models.DateTimeField(db_index=True, default=django.utils.timezone.now, help_text='When the task was created.')),
-                ('started', models.DateTimeField(blank=True, help_text='When a worker claimed it.', null=True)),
-                ('finished', models.DateTimeField(blank=True, help_text='When it reached a final status.', null=True)),
-                ('result_ttl', models.PositiveIntegerField(blank=True, help_text='Seconds the row is kept after finishing, e.g. 86400 (empty: the default).', null=True)),
-                ('result_expiry', models.DateTimeField(blank=True, db_index=True, help_text='After this time the clean-up task may delete the row.', null=True)),
-                ('worker', models.CharField(blank=True, help_text="Worker that claimed it, e.g. 'web-1:4242:ab12cd'.", max_length=255)),
-                ('parent', models.ForeignKey(blank=True, help_text='The task that launched this one as a subtask and waits for it.', null=True, on_delete=django.db.models.deletion.CASCADE, related_name='subtasks', to='cq.task')),
-                ('previous', models.ForeignKey(blank=True, help_text="The task this one is chained after; its result is this one's first argument.", null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='next', to='cq.task')),
-                ('repeating_task', models.ForeignKey(blank=True, help_text='The repeating task that launched this run, if any.', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='runs', to='cq.repeatingtask')),
-                ('root', models.ForeignKey(blank=True, help_text='Top-level task of this tree (empty for a top-level task); it keeps the logs.', null=True, on_delete=django.db.models.deletion.CASCADE, related_name='descendants', to='cq.task')),
-                ('waits_for', models.ForeignKey(blank=True, help_text="A task this one returned: it finishes with that task's result.", null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='cq.task')),
+                (
+                    "id",
+                    models.UUIDField(
+                        default=uuid.uuid4, editable=False, primary_key=True, serialize=False
+                    ),
+                ),
+                (
+                    "func_name",
+                    models.CharField(
+                        db_index=True,
+                        help_text="Registered name of the @task, e.g. 'shop.tasks.send_receipt'.",
+                        max_length=255,
+                        verbose_name="function",
+                    ),
+                ),
+                (
+                    "args",
+                    models.JSONField(
+                        default=list,
+                        encoder=django.core.serializers.json.DjangoJSONEncoder,
+                        help_text='Positional arguments after cqt, as JSON, e.g. [42, "a@b.c"].',
+                    ),
+                ),
+                (
+                    "kwargs",
+                    models.JSONField(
+                        default=dict,
+                        encoder=django.core.serializers.json.DjangoJSONEncoder,
+                        help_text='Keyword arguments as JSON, e.g. {"retry": true}.',
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("P", "Pending"),
+                            ("Y", "Retry"),
+                            ("Q", "Queued"),
+                            ("R", "Running"),
+                            ("F", "Failure"),
+                            ("S", "Success"),
+                            ("W", "Waiting"),
+                            ("I", "Incomplete"),
+                            ("L", "Lost"),
+                            ("E", "Revoked"),
+                        ],
+                        db_index=True,
+                        default="P",
+                        help_text="Where the task is in its life, e.g. Queued, Running, Success.",
+                        max_length=1,
+                    ),
+                ),
+                (
+                    "result",
+                    models.JSONField(
+                        blank=True,
+                        encoder=django.core.serializers.json.DjangoJSONEncoder,
+                        help_text='The return value, as JSON, e.g. {"sent": 3}.',
+                        null=True,
+                    ),
+                ),
+                (
+                    "error",
+                    models.TextField(
+                        blank=True, help_text="Why the task failed, e.g. 'ValueError: bad address'."
+                    ),
+                ),
+                (
+                    "traceback",
+                    models.TextField(blank=True, help_text="Traceback of the failure, if any."),
+                ),
+                (
+                    "logs",
+                    models.JSONField(
+                        blank=True,
+                        default=list,
+                        encoder=django.core.serializers.json.DjangoJSONEncoder,
+                        help_text="Log lines of the whole task tree, stored when the tree finishes.",
+                    ),
+                ),
+                (
+                    "force_chain",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Run this chained task even if the previous one failed.",
+                    ),
+                ),
+                (
+                    "errorbacks",
+                    models.JSONField(
+                        blank=True,
+                        default=list,
+                        encoder=django.core.serializers.json.DjangoJSONEncoder,
+                        help_text='Tasks called on final failure, e.g. [{"func_name": "app.tasks.alert", "args": [], "kwargs": {}}].',
+                    ),
+                ),
+                (
+                    "retries",
+                    models.PositiveIntegerField(
+                        default=0, help_text="Failed attempts that were retried so far, e.g. 2."
+                    ),
+                ),
+                (
+                    "run_after",
+                    models.DateTimeField(
+                        blank=True,
+                        help_text="Not run before this time (countdown, retry backoff), e.g. 2026-01-01 03:00.",
+                        null=True,
+                    ),
+                ),
+                (
+                    "submitted",
+                    models.DateTimeField(
+                        db_index=True,
+                        default=django.utils.timezone.now,
+                        help_text="When the task was created.",
+                    ),
+                ),
+                (
+                    "started",
+                    models.DateTimeField(
+                        blank=True, help_text="When a worker claimed it.", null=True
+                    ),
+                ),
+                (
+                    "finished",
+                    models.DateTimeField(
+                        blank=True, help_text="When it reached a final status.", null=True
+                    ),
+                ),
+                (
+                    "result_ttl",
+                    models.PositiveIntegerField(
+                        blank=True,
+                        help_text="Seconds the row is kept after finishing, e.g. 86400 (empty: the default).",
+                        null=True,
+                    ),
+                ),
+                (
+                    "result_expiry",
+                    models.DateTimeField(
+                        blank=True,
+                        db_index=True,
+                        help_text="After this time the clean-up task may delete the row.",
+                        null=True,
+                    ),
+                ),
+                (
+                    "worker",
+                    models.CharField(
+                        blank=True,
+                        help_text="Worker that claimed it, e.g. 'web-1:4242:ab12cd'.",
+                        max_length=255,
+                    ),
+                ),
+                (
+                    "parent",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="The task that launched this one as a subtask and waits for it.",
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="subtasks",
+                        to="cq.task",
+                    ),
+                ),
+                (
+                    "previous",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="The task this one is chained after; its result is this one's first argument.",
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="next",
+                        to="cq.task",
+                    ),
+                ),
+                (
+                    "repeating_task",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="The repeating task that launched this run, if any.",
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="runs",
+                        to="cq.repeatingtask",
+                    ),
+                ),
+                (
+                    "root",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="Top-level task of this tree (empty for a top-level task); it keeps the logs.",
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="descendants",
+                        to="cq.task",
+                    ),
+                ),
+                (
+                    "waits_for",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="A task this one returned: it finishes with that task's result.",
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="cq.task",
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['status', 'run_after'], name='cq_task_status_run_after')],
+                "indexes": [
+                    models.Index(fields=["status", "run_after"], name="cq_task_status_run_after")
+                ],
             },
         ),
     ]

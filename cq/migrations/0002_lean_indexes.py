@@ -5,82 +5,171 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('cq', '0001_initial'),
+        ("cq", "0001_initial"),
     ]
 
     operations = [
         migrations.RemoveIndex(
-            model_name='task',
-            name='cq_task_status_run_after',
+            model_name="task",
+            name="cq_task_status_run_after",
         ),
         migrations.AlterField(
-            model_name='task',
-            name='func_name',
-            field=models.CharField(help_text="Registered name of the @task, e.g. 'shop.tasks.send_receipt'.", max_length=255, verbose_name='function'),
+            model_name="task",
+            name="func_name",
+            field=models.CharField(
+                help_text="Registered name of the @task, e.g. 'shop.tasks.send_receipt'.",
+                max_length=255,
+                verbose_name="function",
+            ),
         ),
         migrations.AlterField(
-            model_name='task',
-            name='parent',
-            field=models.ForeignKey(blank=True, db_index=False, help_text='The task that launched this one as a subtask and waits for it.', null=True, on_delete=django.db.models.deletion.CASCADE, related_name='subtasks', to='cq.task'),
+            model_name="task",
+            name="parent",
+            field=models.ForeignKey(
+                blank=True,
+                db_index=False,
+                help_text="The task that launched this one as a subtask and waits for it.",
+                null=True,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="subtasks",
+                to="cq.task",
+            ),
         ),
         migrations.AlterField(
-            model_name='task',
-            name='previous',
-            field=models.ForeignKey(blank=True, db_index=False, help_text="The task this one is chained after; its result is this one's first argument.", null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='next', to='cq.task'),
+            model_name="task",
+            name="previous",
+            field=models.ForeignKey(
+                blank=True,
+                db_index=False,
+                help_text="The task this one is chained after; its result is this one's first argument.",
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="next",
+                to="cq.task",
+            ),
         ),
         migrations.AlterField(
-            model_name='task',
-            name='repeating_task',
-            field=models.ForeignKey(blank=True, db_index=False, help_text='The repeating task that launched this run, if any.', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='runs', to='cq.repeatingtask'),
+            model_name="task",
+            name="repeating_task",
+            field=models.ForeignKey(
+                blank=True,
+                db_index=False,
+                help_text="The repeating task that launched this run, if any.",
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="runs",
+                to="cq.repeatingtask",
+            ),
         ),
         migrations.AlterField(
-            model_name='task',
-            name='result_expiry',
-            field=models.DateTimeField(blank=True, help_text='After this time the clean-up task may delete the row.', null=True),
+            model_name="task",
+            name="result_expiry",
+            field=models.DateTimeField(
+                blank=True,
+                help_text="After this time the clean-up task may delete the row.",
+                null=True,
+            ),
         ),
         migrations.AlterField(
-            model_name='task',
-            name='root',
-            field=models.ForeignKey(blank=True, db_index=False, help_text='Top-level task of this tree (empty for a top-level task); it keeps the logs.', null=True, on_delete=django.db.models.deletion.CASCADE, related_name='descendants', to='cq.task'),
+            model_name="task",
+            name="root",
+            field=models.ForeignKey(
+                blank=True,
+                db_index=False,
+                help_text="Top-level task of this tree (empty for a top-level task); it keeps the logs.",
+                null=True,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="descendants",
+                to="cq.task",
+            ),
         ),
         migrations.AlterField(
-            model_name='task',
-            name='status',
-            field=models.CharField(choices=[('P', 'Pending'), ('Y', 'Retry'), ('Q', 'Queued'), ('R', 'Running'), ('F', 'Failure'), ('S', 'Success'), ('W', 'Waiting'), ('I', 'Incomplete'), ('L', 'Lost'), ('E', 'Revoked')], default='P', help_text='Where the task is in its life, e.g. Queued, Running, Success.', max_length=1),
+            model_name="task",
+            name="status",
+            field=models.CharField(
+                choices=[
+                    ("P", "Pending"),
+                    ("Y", "Retry"),
+                    ("Q", "Queued"),
+                    ("R", "Running"),
+                    ("F", "Failure"),
+                    ("S", "Success"),
+                    ("W", "Waiting"),
+                    ("I", "Incomplete"),
+                    ("L", "Lost"),
+                    ("E", "Revoked"),
+                ],
+                default="P",
+                help_text="Where the task is in its life, e.g. Queued, Running, Success.",
+                max_length=1,
+            ),
         ),
         migrations.AlterField(
-            model_name='task',
-            name='waits_for',
-            field=models.ForeignKey(blank=True, db_index=False, help_text="A task this one returned: it finishes with that task's result.", null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='cq.task'),
+            model_name="task",
+            name="waits_for",
+            field=models.ForeignKey(
+                blank=True,
+                db_index=False,
+                help_text="A task this one returned: it finishes with that task's result.",
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="cq.task",
+            ),
         ),
         migrations.AddIndex(
-            model_name='task',
-            index=models.Index(condition=models.Q(('status__in', ['P', 'Y', 'Q', 'R', 'W'])), fields=['status', 'submitted'], name='cq_task_active'),
+            model_name="task",
+            index=models.Index(
+                condition=models.Q(("status__in", ["P", "Y", "Q", "R", "W"])),
+                fields=["status", "submitted"],
+                name="cq_task_active",
+            ),
         ),
         migrations.AddIndex(
-            model_name='task',
-            index=models.Index(condition=models.Q(('run_after__isnull', False)), fields=['run_after'], name='cq_task_run_after'),
+            model_name="task",
+            index=models.Index(
+                condition=models.Q(("run_after__isnull", False)),
+                fields=["run_after"],
+                name="cq_task_run_after",
+            ),
         ),
         migrations.AddIndex(
-            model_name='task',
-            index=models.Index(condition=models.Q(('result_expiry__isnull', False)), fields=['result_expiry'], name='cq_task_result_expiry'),
+            model_name="task",
+            index=models.Index(
+                condition=models.Q(("result_expiry__isnull", False)),
+                fields=["result_expiry"],
+                name="cq_task_result_expiry",
+            ),
         ),
         migrations.AddIndex(
-            model_name='task',
-            index=models.Index(condition=models.Q(('parent__isnull', False)), fields=['parent'], name='cq_task_parent'),
+            model_name="task",
+            index=models.Index(
+                condition=models.Q(("parent__isnull", False)),
+                fields=["parent"],
+                name="cq_task_parent",
+            ),
         ),
         migrations.AddIndex(
-            model_name='task',
-            index=models.Index(condition=models.Q(('root__isnull', False)), fields=['root'], name='cq_task_root'),
+            model_name="task",
+            index=models.Index(
+                condition=models.Q(("root__isnull", False)), fields=["root"], name="cq_task_root"
+            ),
         ),
         migrations.AddIndex(
-            model_name='task',
-            index=models.Index(condition=models.Q(('previous__isnull', False)), fields=['previous'], name='cq_task_previous'),
+            model_name="task",
+            index=models.Index(
+                condition=models.Q(("previous__isnull", False)),
+                fields=["previous"],
+                name="cq_task_previous",
+            ),
         ),
         migrations.AddIndex(
-            model_name='task',
-            index=models.Index(condition=models.Q(('repeating_task__isnull', False)), fields=['repeating_task'], name='cq_task_repeating_task'),
+            model_name="task",
+            index=models.Index(
+                condition=models.Q(("repeating_task__isnull", False)),
+                fields=["repeating_task"],
+                name="cq_task_repeating_task",
+            ),
         ),
     ]

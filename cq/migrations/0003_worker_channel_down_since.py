@@ -4,15 +4,18 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('cq', '0002_lean_indexes'),
+        ("cq", "0002_lean_indexes"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='workerheartbeat',
-            name='channel_down_since',
-            field=models.DateTimeField(blank=True, help_text='Since when its channel layer (Redis) has not answered it; empty while it answers.', null=True),
+            model_name="workerheartbeat",
+            name="channel_down_since",
+            field=models.DateTimeField(
+                blank=True,
+                help_text="Since when its channel layer (Redis) has not answered it; empty while it answers.",
+                null=True,
+            ),
         ),
     ]

@@ -91,7 +91,8 @@ def count_attempts(cqt, key, failures):
 flaky = task("tests.flaky", retries=2, retry_exceptions=[ConnectionError])(count_attempts.fn)
 flaky_any = task("tests.flaky_any", retries=2, retry_exceptions=[])(count_attempts.fn)
 flaky_predicate = task(
-    "tests.flaky_predicate", retries=2,
+    "tests.flaky_predicate",
+    retries=2,
     retry_exceptions=[lambda exc: "attempt" in str(exc)],
 )(count_attempts.fn)
 flaky_backoff = task("tests.flaky_backoff", retries=1, retry_delay=1)(count_attempts.fn)
@@ -243,9 +244,7 @@ def write_then_hang_once(cqt, text, seconds):
 
 
 write_then_hang = task("tests.write_then_hang")(write_then_hang_once.fn)
-record_run_at_least_once = task("tests.record_run_at_least_once", at_least_once=True)(
-    record_run.fn
-)
+record_run_at_least_once = task("tests.record_run_at_least_once", at_least_once=True)(record_run.fn)
 nap = task("tests.nap", atomic=False)(sleep.fn)
 
 

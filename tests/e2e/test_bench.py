@@ -51,7 +51,11 @@ def bench_process(*options, marker):
     }
     return subprocess.Popen(
         [sys.executable, "-m", "django", "cq_bench", *options],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
 
 
@@ -74,7 +78,8 @@ def processes_with(marker):
 def table_rows(output):
     return {
         line.split(" | ")[0].strip("| ").strip(): line.split(" | ")[1]
-        for line in output.splitlines() if line.startswith("| ") and " | " in line
+        for line in output.splitlines()
+        if line.startswith("| ") and " | " in line
     }
 
 
@@ -82,8 +87,18 @@ def table_rows(output):
 def test_quick_bench_prints_every_row_and_cleans_up(transactional_db):
     marker = uuid.uuid4().hex
     bench = bench_process(
-        "--quick", "--n", "30", "--latency-samples", "5", "--idle-samples", "2",
-        "--memory-tasks", "200", "--time-limit", "100", marker=marker,
+        "--quick",
+        "--n",
+        "30",
+        "--latency-samples",
+        "5",
+        "--idle-samples",
+        "2",
+        "--memory-tasks",
+        "200",
+        "--time-limit",
+        "100",
+        marker=marker,
     )
     output, _ = bench.communicate(timeout=160)
     print(output)
@@ -106,8 +121,11 @@ def test_interrupted_bench_stops_its_workers_and_removes_its_rows(transactional_
     )
     try:
         # The bench itself carries the marker too.
-        wait_until(lambda: len(processes_with(marker)) > 1, timeout=60,
-                   message="the bench's workers to start")
+        wait_until(
+            lambda: len(processes_with(marker)) > 1,
+            timeout=60,
+            message="the bench's workers to start",
+        )
         time.sleep(1)
         bench.send_signal(signal.SIGINT)
         bench.wait(60)
@@ -115,6 +133,7 @@ def test_interrupted_bench_stops_its_workers_and_removes_its_rows(transactional_
         if bench.poll() is None:
             bench.kill()
             bench.wait(10)
-    wait_until(lambda: processes_with(marker) == [], timeout=30,
-               message="the bench's workers to exit")
+    wait_until(
+        lambda: processes_with(marker) == [], timeout=30, message="the bench's workers to exit"
+    )
     assert not Task.objects.filter(func_name=NAME).exists()

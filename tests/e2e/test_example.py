@@ -25,8 +25,13 @@ def run_demo(tmp_path, redis_url):
     }
     for command in (["migrate", "--verbosity", "0"], ["cq_demo"]):
         done = subprocess.run(
-            [sys.executable, "manage.py", *command], cwd=EXAMPLE, env=env,
-            capture_output=True, text=True, timeout=240, check=False,
+            [sys.executable, "manage.py", *command],
+            cwd=EXAMPLE,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+            check=False,
         )
         assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout

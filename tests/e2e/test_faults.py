@@ -115,8 +115,7 @@ def test_redis_down_for_seconds_during_a_run_all_complete_none_twice(start_worke
         assert "channel layer receive failed" in worker.output()
 
 
-def test_delay_while_redis_is_down_commits_and_runs_once_redis_is_back(
-        start_worker, private_redis):
+def test_delay_while_redis_is_down_commits_and_runs_once_redis_is_back(start_worker, private_redis):
     private_redis.stop()
     task = tasks.record_run.delay("redis was down")
     doorbell.flush()
@@ -131,7 +130,8 @@ def test_delay_while_redis_is_down_commits_and_runs_once_redis_is_back(
 
 
 def test_backlog_far_beyond_channel_capacity_completes_with_redis_bounded(
-        start_worker, redis_client):
+    start_worker, redis_client
+):
     capacity, count = 100, 5000 if POSTGRES else 1000
     depths, done = [], threading.Event()
 
@@ -178,8 +178,11 @@ def test_slow_tasks_filling_every_slot_of_a_live_worker_are_not_lost(start_worke
     # more than three times the worker timeout. Not atomic: on SQLite an atomic
     # task holds the write lock, and so blocks every heartbeat, for its whole run.
     slow = [tasks.nap.delay(7), tasks.spin.delay(7)]
-    wait_until(lambda: all(refreshed(t).status == Task.STATUS_RUNNING for t in slow), 30,
-               message="both claimed")
+    wait_until(
+        lambda: all(refreshed(t).status == Task.STATUS_RUNNING for t in slow),
+        30,
+        message="both claimed",
+    )
     assert [worker_pid(task) for task in slow] == [busy.pid, busy.pid]
     start_worker(env=env)  # a second sweeper, with nothing to run
 
@@ -193,8 +196,9 @@ def test_database_cut_off_for_seconds_worker_resumes_and_tasks_complete_once(sta
     proxy = TcpProxy(int(connection.settings_dict["PORT"]))
     proxy.start()
     try:
-        worker = start_worker("--concurrency", "4",
-                              env={**FAST, "CQ_TEST_PG_PORT": str(proxy.port)})
+        worker = start_worker(
+            "--concurrency", "4", env={**FAST, "CQ_TEST_PG_PORT": str(proxy.port)}
+        )
         calls = [(f"cut {n}",) for n in range(200)]
         ids = [task.pk for task in tasks.record_run_at_least_once.delay_many(calls)]
         wait_until(lambda: unfinished(ids) <= 170, 60, message="the run under way")

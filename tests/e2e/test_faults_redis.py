@@ -56,8 +56,11 @@ def frozen_redis():
     layers["default"]["CONFIG"]["hosts"][0]["socket_timeout"] = None
     caches = copy.deepcopy(settings.CACHES)
     caches["default"]["LOCATION"] = url
-    proxy.env = {**FAST, "CQ_TEST_REDIS": f"redis://127.0.0.1:{proxy.port}",
-                 "CQ_TEST_SOCKET_TIMEOUT": "none"}
+    proxy.env = {
+        **FAST,
+        "CQ_TEST_REDIS": f"redis://127.0.0.1:{proxy.port}",
+        "CQ_TEST_SOCKET_TIMEOUT": "none",
+    }
     try:
         with override_settings(CHANNEL_LAYERS=layers, CACHES=caches):
             yield proxy
@@ -88,7 +91,8 @@ def test_half_open_connections_are_replaced_and_later_tasks_complete(start_worke
 
 
 def test_worker_whose_redis_hangs_says_so_honours_wait_timeouts_and_stops(
-        start_worker, frozen_redis):
+    start_worker, frozen_redis
+):
     worker = start_worker(env=frozen_redis.env)
     warm_up()
     frozen_redis.freeze(new="hang")
@@ -101,8 +105,11 @@ def test_worker_whose_redis_hangs_says_so_honours_wait_timeouts_and_stops(
     assert waited < 2.5
 
     output = StringIO()
-    wait_until(lambda: WorkerHeartbeat.objects.filter(channel_down_since__isnull=False).exists(),
-               30, message="the heartbeat reporting the channel down")
+    wait_until(
+        lambda: WorkerHeartbeat.objects.filter(channel_down_since__isnull=False).exists(),
+        30,
+        message="the heartbeat reporting the channel down",
+    )
     call_command("cq_status", stdout=output)
     [line] = [line for line in output.getvalue().splitlines() if worker_name(worker) in line]
     assert "alive" in line and "channel unreachable for" in line
@@ -117,8 +124,9 @@ def test_worker_whose_redis_hangs_says_so_honours_wait_timeouts_and_stops(
 
 
 def worker_name(worker):
-    [name] = WorkerHeartbeat.objects.filter(name__contains=f":{worker.pid}:") \
-        .values_list("name", flat=True)
+    [name] = WorkerHeartbeat.objects.filter(name__contains=f":{worker.pid}:").values_list(
+        "name", flat=True
+    )
     return name
 
 
@@ -157,15 +165,21 @@ def test_flood_of_junk_on_the_channel_does_not_starve_real_tasks(start_worker, p
     env = {**FAST, **private_redis.env, "CQ_TEST_CAPACITY": str(capacity)}
     with override_settings(CHANNEL_LAYERS=channel_layers(capacity=capacity)):
         layer = transport_layer()
-        flood = threading.Thread(target=flood_with_junk, args=(layer, private_redis.client, stop),
-                                 daemon=True)
+        flood = threading.Thread(
+            target=flood_with_junk, args=(layer, private_redis.client, stop), daemon=True
+        )
         flood.start()
         try:
-            wait_until(lambda: private_redis.client.zcard(channel_key()) >= capacity, 10,
-                       message="the channel full of junk")
+            wait_until(
+                lambda: private_redis.client.zcard(channel_key()) >= capacity,
+                10,
+                message="the channel full of junk",
+            )
             start_worker("--concurrency", "4", env=env)
-            ids = [task.pk for task in tasks.record_run.delay_many(
-                [(f"real {n}",) for n in range(100)])]
+            ids = [
+                task.pk
+                for task in tasks.record_run.delay_many([(f"real {n}",) for n in range(100)])
+            ]
             started = time.monotonic()
             # Without the flood they take about a second.
             wait_until(lambda: not unfinished(ids), 8, interval=0.2, message="real tasks done")
@@ -186,8 +200,10 @@ def flood_with_junk(layer, client, stop, every=0.001, batch=100):
     key, capacity, expiry = channel_key(), layer.get_capacity("cq-tasks"), int(layer.expiry)
     while not stop.is_set():
         junk = [layer.serialize({"type": "junk", "n": uuid.uuid4().hex}) for _ in range(batch // 2)]
-        junk += [layer.serialize({"type": "run_task", "task_id": str(uuid.uuid4())})
-                 for _ in range(batch // 2)]
+        junk += [
+            layer.serialize({"type": "run_task", "task_id": str(uuid.uuid4())})
+            for _ in range(batch // 2)
+        ]
         now = time.time()
         send(keys=[key], args=[int(now) - expiry, capacity, expiry, now, *junk])
         time.sleep(every)

@@ -143,6 +143,7 @@ def test_one_row_the_database_refuses_does_not_stop_the_recovery_of_the_others(c
 
 # ---- with real workers
 
+
 @pytest.mark.slow
 def test_killed_worker_with_a_task_that_logged_a_nul_has_all_its_tasks_recovered(start_worker):
     victim = start_worker("--concurrency", "4", env=FAST)
@@ -160,7 +161,8 @@ def test_killed_worker_with_a_task_that_logged_a_nul_has_all_its_tasks_recovered
 
 @pytest.mark.slow
 def test_atomic_tasks_that_log_through_a_redis_outage_succeed_with_their_writes(
-        start_worker, private_redis):
+    start_worker, private_redis
+):
     # On SQLite an atomic task holds the write lock while it runs: one at a time.
     count = 4 if POSTGRES else 1
     worker = start_worker("--concurrency", "4", env={**FAST, **private_redis.env})

@@ -21,8 +21,7 @@ POSTGRES = os.environ.get("CQ_TEST_DB", "postgres") == "postgres"
 
 def children_by_status(parent):
     return dict(
-        Task.objects.filter(parent_id=parent.pk).values_list("status")
-        .annotate(n=Count("pk"))
+        Task.objects.filter(parent_id=parent.pk).values_list("status").annotate(n=Count("pk"))
     )
 
 
@@ -52,13 +51,20 @@ def revoke_a_live_tree(attempt, children):
         parent.revoke()
     print(f"revoke of a {children}-child live tree: {time.monotonic() - started:.2f}s")
     tree = Task.objects.filter(root_id=parent.pk)
-    wait_until(lambda: not tree.filter(status__in=Task.STATUS_ACTIVE).exists(), 30,
-               message="no active task left in the tree")
+    wait_until(
+        lambda: not tree.filter(status__in=Task.STATUS_ACTIVE).exists(),
+        30,
+        message="no active task left in the tree",
+    )
     by_status = children_by_status(parent)
     assert set(by_status) <= {Task.STATUS_SUCCESS, Task.STATUS_REVOKED}, (
-        attempt, by_status,
-        list(tree.exclude(status__in=[Task.STATUS_SUCCESS, Task.STATUS_REVOKED])
-             .values_list("status", "error")[:3]),
+        attempt,
+        by_status,
+        list(
+            tree.exclude(status__in=[Task.STATUS_SUCCESS, Task.STATUS_REVOKED]).values_list(
+                "status", "error"
+            )[:3]
+        ),
     )
     assert sum(by_status.values()) == children
     assert by_status[Task.STATUS_REVOKED] > 0
@@ -74,13 +80,21 @@ def test_subtasks_a_revoked_running_parent_commits_afterwards_never_run(start_wo
     start_worker("--concurrency", "2")
     flag = f"spawn:{uuid.uuid4()}"
     parent = tasks.spawn_after_flag.delay(flag, 3)
-    wait_until(lambda: Task.objects.get(pk=parent.pk).status == Task.STATUS_RUNNING, 30,
-               message="parent running")
+    wait_until(
+        lambda: Task.objects.get(pk=parent.pk).status == Task.STATUS_RUNNING,
+        30,
+        message="parent running",
+    )
     parent.revoke()
     cache.set(flag, True, 60)  # not atomic: each subtask commits at once, queued
     children = Task.objects.filter(parent_id=parent.pk)
-    wait_until(lambda: children.count() == 3 and not children.filter(
-        status__in=Task.STATUS_ACTIVE).exists(), 30, message="the 3 late subtasks done")
+    wait_until(
+        lambda: (
+            children.count() == 3 and not children.filter(status__in=Task.STATUS_ACTIVE).exists()
+        ),
+        30,
+        message="the 3 late subtasks done",
+    )
     assert not Note.objects.exists(), "a subtask of a revoked task ran"
     assert set(children.values_list("status", flat=True)) == {Task.STATUS_REVOKED}
     assert f"its parent {parent.pk} was revoked" in children.first().error

@@ -21,15 +21,21 @@ pytestmark = pytest.mark.slow
 
 
 def wait_done(task, timeout=60):
-    wait_until(lambda: Task.objects.get(pk=task.pk).is_done, timeout=timeout,
-               message=f"task {task.func_name} done")
+    wait_until(
+        lambda: Task.objects.get(pk=task.pk).is_done,
+        timeout=timeout,
+        message=f"task {task.func_name} done",
+    )
     task.refresh_from_db()
     return task
 
 
 def wait_running(count=1, timeout=30):
-    wait_until(lambda: Task.objects.filter(status=Task.STATUS_RUNNING).count() >= count,
-               timeout=timeout, message=f"{count} task(s) running")
+    wait_until(
+        lambda: Task.objects.filter(status=Task.STATUS_RUNNING).count() >= count,
+        timeout=timeout,
+        message=f"{count} task(s) running",
+    )
 
 
 def test_a_worker_runs_tasks_to_completion(start_worker):
@@ -64,8 +70,9 @@ def test_prefetch_is_bounded_and_kill_9_loses_only_the_running_task(start_worker
     assert channel_depth(redis_client) == 3, "the worker holds only what it runs"
     worker.process.send_signal(signal.SIGKILL)
     worker.wait(10)
-    statuses = sorted(Task.objects.filter(pk__in=[t.pk for t in slow])
-                      .values_list("status", flat=True))
+    statuses = sorted(
+        Task.objects.filter(pk__in=[t.pk for t in slow]).values_list("status", flat=True)
+    )
     assert statuses == sorted([Task.STATUS_RUNNING] + [Task.STATUS_QUEUED] * 3)
     assert channel_depth(redis_client) == 3, "the queued tasks' doorbells are still there"
 
@@ -75,8 +82,11 @@ def test_two_workers_never_run_one_task_twice(start_worker):
         start_worker("--concurrency", "2")
     submitted = tasks.record_run.delay_many([(str(n),) for n in range(200)])
     ids = [t.pk for t in submitted]
-    wait_until(lambda: not Task.objects.filter(pk__in=ids).active().exists(), timeout=240,
-               message="200 tasks done")
+    wait_until(
+        lambda: not Task.objects.filter(pk__in=ids).active().exists(),
+        timeout=240,
+        message="200 tasks done",
+    )
     assert Task.objects.filter(pk__in=ids, status=Task.STATUS_SUCCESS).count() == 200
     texts = list(Note.objects.values_list("text", flat=True))
     assert sorted(texts) == sorted(str(n) for n in range(200)), "each task ran exactly once"
@@ -98,8 +108,10 @@ def test_sigterm_lets_the_running_task_finish_and_starts_nothing_new(start_worke
     doorbell.flush()  # its doorbell first in line
     waiting = tasks.add.delay(1, 1)
     worker = start_worker()
-    wait_until(lambda: Task.objects.get(pk=running.pk).status == Task.STATUS_RUNNING,
-               message="the slow task running")
+    wait_until(
+        lambda: Task.objects.get(pk=running.pk).status == Task.STATUS_RUNNING,
+        message="the slow task running",
+    )
     worker.signal(signal.SIGTERM)
     assert worker.wait(30) == 0
     assert Task.objects.get(pk=running.pk).status == Task.STATUS_SUCCESS

@@ -91,8 +91,10 @@ def test_hosts_are_decoded_to_redis_client_options(layer):
 
 def test_capacity_per_channel_is_the_same_for_both_senders():
     layer = RedisChannelLayer(
-        hosts=get_channel_layer().hosts, prefix=get_channel_layer().prefix,
-        capacity=3, channel_capacity={CHANNEL: 2},
+        hosts=get_channel_layer().hosts,
+        prefix=get_channel_layer().prefix,
+        capacity=3,
+        channel_capacity={CHANNEL: 2},
     )
     assert (layer.get_capacity(CHANNEL), layer.get_capacity("other")) == (2, 3)
 

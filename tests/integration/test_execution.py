@@ -174,7 +174,9 @@ def test_retries_run_out_in_failure():
     run_queued()
     task = fresh(task)
     assert (task.status, task.retries, task.error) == (
-        Task.STATUS_FAILURE, 2, "ConnectionError: attempt 3",
+        Task.STATUS_FAILURE,
+        2,
+        "ConnectionError: attempt 3",
     )
 
 
@@ -312,7 +314,9 @@ def test_force_chain_runs_after_a_failure_with_none():
     run_queued()
     second = fresh(second)
     assert (second.status, second.result, second.args) == (
-        Task.STATUS_SUCCESS, None, [None, "extra"],
+        Task.STATUS_SUCCESS,
+        None,
+        [None, "extra"],
     )
 
 

@@ -26,8 +26,12 @@ class IdleWorker:
 
 def queued_without_doorbell(count, now):
     return Task.objects.bulk_create(
-        Task(func_name=tasks.add.name, args=[n, n], status=Task.STATUS_QUEUED,
-             submitted=now - timedelta(milliseconds=count - n))
+        Task(
+            func_name=tasks.add.name,
+            args=[n, n],
+            status=Task.STATUS_QUEUED,
+            submitted=now - timedelta(milliseconds=count - n),
+        )
         for n in range(count)
     )
 
@@ -56,8 +60,10 @@ def test_backlog_is_fed_oldest_first_within_the_channel_room(redis_client):
     assert redis_client.zcard(channel_key()) == 10
     assert feeder.feed(IdleWorker(), now + LATER) == []
     # Workers take 4 doorbells and run their tasks.
-    taken = [get_channel_layer().deserialize(member)["task_id"]
-             for member, _ in redis_client.zpopmin(channel_key(), 4)]
+    taken = [
+        get_channel_layer().deserialize(member)["task_id"]
+        for member, _ in redis_client.zpopmin(channel_key(), 4)
+    ]
     Task.objects.filter(pk__in=taken).update(status=Task.STATUS_SUCCESS)
     assert feeder.feed(IdleWorker(), now + LATER) == [row.pk for row in rows[10:14]]
     assert redis_client.zcard(channel_key()) == 10
@@ -75,8 +81,13 @@ def test_expired_doorbell_counts_as_gone_and_is_rung_again(redis_client):
 
 def test_row_waiting_for_its_countdown_is_not_rung():
     now = timezone.now()
-    Task.objects.create(func_name=tasks.add.name, args=[1, 1], status=Task.STATUS_QUEUED,
-                        submitted=now - LATER, run_after=now + timedelta(hours=1))
+    Task.objects.create(
+        func_name=tasks.add.name,
+        args=[1, 1],
+        status=Task.STATUS_QUEUED,
+        submitted=now - LATER,
+        run_after=now + timedelta(hours=1),
+    )
     assert feeder.feed(IdleWorker(), now + LATER) == []
 
 

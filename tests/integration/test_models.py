@@ -25,7 +25,10 @@ def test_delay_saves_a_queued_task_and_rings(redis_client):
     task = tasks.add.delay(2, b=3)
     row = Task.objects.get(pk=task.pk)
     assert (row.func_name, row.args, row.kwargs, row.status) == (
-        "tests.app.tasks.add", [2], {"b": 3}, Task.STATUS_QUEUED,
+        "tests.app.tasks.add",
+        [2],
+        {"b": 3},
+        Task.STATUS_QUEUED,
     )
     assert channel_depth(redis_client) == 1
 
@@ -68,14 +71,19 @@ def test_an_unknown_task_name_is_refused_and_writes_no_row():
     assert not Task.objects.exists()
 
 
-@pytest.mark.parametrize("call, error", [
-    (lambda: delay(tasks.add, "12"), TypeError),
-    (lambda: delay(tasks.add, (), ["a"]), TypeError),
-    (lambda: delay(tasks.add, (), retries=3), TypeError),
-    (lambda: delay(tasks.add, (), countdown=-1), InvalidTaskOption),
-    (lambda: delay(tasks.add, (), run_after=timezone.now().replace(tzinfo=None)),
-     InvalidTaskOption),
-])
+@pytest.mark.parametrize(
+    "call, error",
+    [
+        (lambda: delay(tasks.add, "12"), TypeError),
+        (lambda: delay(tasks.add, (), ["a"]), TypeError),
+        (lambda: delay(tasks.add, (), retries=3), TypeError),
+        (lambda: delay(tasks.add, (), countdown=-1), InvalidTaskOption),
+        (
+            lambda: delay(tasks.add, (), run_after=timezone.now().replace(tzinfo=None)),
+            InvalidTaskOption,
+        ),
+    ],
+)
 def test_bad_delay_options_are_refused(call, error):
     with pytest.raises(error):
         call()
@@ -205,5 +213,5 @@ def test_revoking_a_finished_task_keeps_its_status():
 
 def test_the_active_index_covers_exactly_the_active_statuses():
     index = next(i for i in Task._meta.indexes if i.name == "cq_task_active")
-    (lookup, statuses), = index.condition.children
+    ((lookup, statuses),) = index.condition.children
     assert lookup == "status__in" and set(statuses) == Task.STATUS_ACTIVE

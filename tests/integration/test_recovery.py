@@ -69,8 +69,12 @@ def test_task_whose_retries_are_used_up_is_lost(now, dead_worker):
 
 
 def test_unknown_task_of_dead_worker_is_lost(now, dead_worker):
-    task = Task.objects.create(func_name="tests.gone", status=Task.STATUS_RUNNING, worker=DEAD,
-                               started=now - timedelta(seconds=50))
+    task = Task.objects.create(
+        func_name="tests.gone",
+        status=Task.STATUS_RUNNING,
+        worker=DEAD,
+        started=now - timedelta(seconds=50),
+    )
     recovery.sweep(FakeWorker(), now)
     assert status_of(task) == Task.STATUS_LOST
 
@@ -117,8 +121,9 @@ def test_lost_task_runs_its_errorbacks_and_releases_its_chain(now, dead_worker):
     errorback = {"func_name": tasks.report_failure.name, "args": ["alert"], "kwargs": {}}
     task = running(tasks.add, now, args=[1, 1], errorbacks=[errorback])
     revoked = Task.objects.create(func_name=tasks.add.name, args=[1], previous=task)
-    forced = Task.objects.create(func_name=tasks.add.name, args=[1], previous=task,
-                                 force_chain=True)
+    forced = Task.objects.create(
+        func_name=tasks.add.name, args=[1], previous=task, force_chain=True
+    )
     recovery.sweep(FakeWorker(), now)
     assert Note.objects.get().text.startswith("alert: tests.app.tasks.add: WorkerLost")
     assert status_of(revoked) == Task.STATUS_REVOKED
@@ -152,8 +157,9 @@ def test_task_recovered_by_one_sweeper_is_left_alone_by_another(now, dead_worker
 
 
 def test_late_outcome_of_a_worker_presumed_dead_is_discarded_and_rolled_back(now):
-    task = Task.objects.create(func_name=tasks.write_then_hang_once.name, args=["late", 0],
-                               status=Task.STATUS_QUEUED)
+    task = Task.objects.create(
+        func_name=tasks.write_then_hang_once.name, args=["late", 0], status=Task.STATUS_QUEUED
+    )
     claimed = execution.claim(task.pk, "slow:7:gggggg")
     assert recovery.requeue(Task.objects.get(pk=task.pk), "presumed dead")
     assert execution.claim(task.pk, "other:8:hhhhhh") is not None

@@ -42,19 +42,30 @@ def repeating(crontab="0 3 * * *", next_run=NOW, fn=tasks.record_run, args=("run
 
 def worker_stub(scheduler_on=True):
     return SimpleNamespace(
-        name="stub", concurrency=1, idle=False, scheduler=scheduler_on,
-        heartbeat_steady=lambda: True, running_ids=set,
+        name="stub",
+        concurrency=1,
+        idle=False,
+        scheduler=scheduler_on,
+        heartbeat_steady=lambda: True,
+        running_ids=set,
     )
 
 
 # ---- schedule_task and validation
 
+
 @pytest.mark.django_db
 def test_schedule_task_stores_a_validated_task_with_its_next_run():
     with frozen(NOW):
         created = schedule_task(
-            RepeatingTask, " 0  4 * * * ", tasks.record_run, ["x"], {}, timezone="Europe/Paris",
-            coalesce=False, result_ttl=60,
+            RepeatingTask,
+            " 0  4 * * * ",
+            tasks.record_run,
+            ["x"],
+            {},
+            timezone="Europe/Paris",
+            coalesce=False,
+            result_ttl=60,
         )
     created.refresh_from_db()
     assert created.func_name == "tests.app.tasks.record_run"
@@ -90,15 +101,18 @@ def test_schedule_task_refuses_what_is_not_a_registered_task(fn):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("kwargs, error, message", [
-    ({"crontab": "* * *"}, InvalidSchedule, "has 3 field(s)"),
-    ({"timezone": "Europe/Atlantis"}, InvalidSchedule, "unknown time zone"),
-    ({"args": (object(),)}, SerializationError, "JSON"),
-    ({"args": "abc"}, TypeError, "args must be a list"),
-    ({"kwargs": [1]}, TypeError, "kwargs must be a dict"),
-    ({"result_ttl": -1}, TypeError, "result_ttl must be"),
-    ({"next_run": NOW}, TypeError, "unknown repeating task option(s) next_run"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"crontab": "* * *"}, InvalidSchedule, "has 3 field(s)"),
+        ({"timezone": "Europe/Atlantis"}, InvalidSchedule, "unknown time zone"),
+        ({"args": (object(),)}, SerializationError, "JSON"),
+        ({"args": "abc"}, TypeError, "args must be a list"),
+        ({"kwargs": [1]}, TypeError, "kwargs must be a dict"),
+        ({"result_ttl": -1}, TypeError, "result_ttl must be"),
+        ({"next_run": NOW}, TypeError, "unknown repeating task option(s) next_run"),
+    ],
+)
 def test_schedule_task_refuses_bad_input_with_a_clear_error(kwargs, error, message):
     call = {"crontab": "* * * * *", "fn_or_name": tasks.add, **kwargs}
     with pytest.raises(error) as raised:
@@ -108,8 +122,11 @@ def test_schedule_task_refuses_bad_input_with_a_clear_error(kwargs, error, messa
 
 def test_clean_reports_each_bad_field():
     bad = RepeatingTask(
-        func_name="os.system", crontab="61 * * * *", timezone="Mars/Base",
-        args={"a": 1}, kwargs=[1],
+        func_name="os.system",
+        crontab="61 * * * *",
+        timezone="Mars/Base",
+        args={"a": 1},
+        kwargs=[1],
     )
     with pytest.raises(ValidationError) as raised:
         bad.clean()
@@ -120,6 +137,7 @@ def test_clean_reports_each_bad_field():
 
 
 # ---- saving recomputes next_run
+
 
 @pytest.mark.django_db
 def test_changing_the_crontab_recomputes_next_run():
@@ -188,6 +206,7 @@ def test_saving_a_stale_copy_cannot_launch_an_occurrence_twice():
 
 # ---- the tick
 
+
 @pytest.mark.django_db(transaction=True)
 def test_a_due_occurrence_is_launched_once_and_next_run_moves_on():
     task = repeating("0 3 * * *", args=("nightly",), result_ttl=30)
@@ -196,7 +215,9 @@ def test_a_due_occurrence_is_launched_once_and_next_run_moves_on():
     assert scheduler.tick(NOW + timedelta(seconds=0.4)) == []
     run.refresh_from_db()
     assert (run.func_name, run.args, run.status) == (
-        "tests.app.tasks.record_run", ["nightly"], Task.STATUS_QUEUED
+        "tests.app.tasks.record_run",
+        ["nightly"],
+        Task.STATUS_QUEUED,
     )
     assert (run.repeating_task_id, run.result_ttl) == (task.pk, 30)
     task.refresh_from_db()
@@ -245,7 +266,9 @@ def test_ticks_in_parallel_threads_launch_each_occurrence_once():
     assert errors == []
     assert len(launched) == 3
     assert sorted(Task.objects.values_list("repeating_task__crontab", flat=True)) == [
-        "0 0 * * *", "0 1 * * *", "0 2 * * *",
+        "0 0 * * *",
+        "0 1 * * *",
+        "0 2 * * *",
     ]
 
 
@@ -353,6 +376,7 @@ def test_a_database_error_rolls_the_occurrence_back_for_the_next_tick():
 
 # ---- in the worker's housekeeping
 
+
 @pytest.mark.django_db
 def test_housekeeping_launches_repeating_tasks_only_with_the_scheduler_on():
     repeating("* * * * *")
@@ -366,10 +390,16 @@ def test_housekeeping_launches_repeating_tasks_only_with_the_scheduler_on():
 def test_a_failing_tick_is_logged_and_housekeeping_goes_on(caplog):
     gone = DatabaseError("database went away")
     # The recovery step comes after the tick: this task of a dead worker shows it ran.
-    orphan = Task.objects.create(func_name=tasks.add.name, status=Task.STATUS_RUNNING,
-                                 worker="dead", started=NOW - timedelta(hours=1))
-    with mock.patch.object(scheduler, "tick", side_effect=gone), \
-            caplog.at_level(logging.ERROR, logger="cq.housekeeping"):
+    orphan = Task.objects.create(
+        func_name=tasks.add.name,
+        status=Task.STATUS_RUNNING,
+        worker="dead",
+        started=NOW - timedelta(hours=1),
+    )
+    with (
+        mock.patch.object(scheduler, "tick", side_effect=gone),
+        caplog.at_level(logging.ERROR, logger="cq.housekeeping"),
+    ):
         housekeeping.run_once(worker_stub(), NOW)
     assert "step=launch_repeating" in caplog.text
     assert Task.objects.get(pk=orphan.pk).status == Task.STATUS_LOST
@@ -382,6 +412,7 @@ def test_a_project_without_time_zone_support_gets_a_warning():
 
 
 # ---- run_after and countdown
+
 
 @pytest.mark.django_db(transaction=True)
 def test_a_task_with_run_after_waits_in_the_table_until_due():

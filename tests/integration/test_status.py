@@ -33,16 +33,25 @@ def test_status_shows_queue_workers_failures_and_channel_depth():
     now = timezone.now()
     tasks.add.delay(1, 2)
     doorbell.flush()
-    Task.objects.create(func_name=tasks.add.name, status=Task.STATUS_QUEUED,
-                        submitted=now - timedelta(minutes=3))
+    Task.objects.create(
+        func_name=tasks.add.name, status=Task.STATUS_QUEUED, submitted=now - timedelta(minutes=3)
+    )
     WorkerHeartbeat.objects.create(name="alive:1:a", seen=now, concurrency=4)
     WorkerHeartbeat.objects.create(name="dead:2:b", seen=now - timedelta(minutes=5))
     for worker in ("alive:1:a", "dead:2:b", "dead:2:b", "vanished:3:c"):
         Task.objects.create(func_name=tasks.add.name, status=Task.STATUS_RUNNING, worker=worker)
-    Task.objects.create(func_name=tasks.fail.name, status=Task.STATUS_FAILURE,
-                        error="ValueError: boom\nmore", finished=now - timedelta(minutes=10))
-    Task.objects.create(func_name=tasks.add.name, status=Task.STATUS_LOST,
-                        error="WorkerLost: old", finished=now - timedelta(hours=2))
+    Task.objects.create(
+        func_name=tasks.fail.name,
+        status=Task.STATUS_FAILURE,
+        error="ValueError: boom\nmore",
+        finished=now - timedelta(minutes=10),
+    )
+    Task.objects.create(
+        func_name=tasks.add.name,
+        status=Task.STATUS_LOST,
+        error="WorkerLost: old",
+        finished=now - timedelta(hours=2),
+    )
 
     output = cq_status()
 
@@ -69,12 +78,14 @@ def test_status_says_when_redis_is_unreachable():
 
 def test_status_says_when_a_live_worker_cannot_reach_redis():
     now = timezone.now()
-    WorkerHeartbeat.objects.create(name="deaf:1:a", seen=now, concurrency=2,
-                                   channel_down_since=now - timedelta(seconds=12))
+    WorkerHeartbeat.objects.create(
+        name="deaf:1:a", seen=now, concurrency=2, channel_down_since=now - timedelta(seconds=12)
+    )
     WorkerHeartbeat.objects.create(name="fine:2:b", seen=now, concurrency=2)
 
     output = cq_status()
 
-    assert re.search(r"deaf:1:a +alive .* running 0/2  channel unreachable for 1[23]s$",
-                     output, re.MULTILINE)
+    assert re.search(
+        r"deaf:1:a +alive .* running 0/2  channel unreachable for 1[23]s$", output, re.MULTILINE
+    )
     assert line_with("fine:2:b", output).endswith("running 0/2")

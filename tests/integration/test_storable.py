@@ -20,23 +20,29 @@ def nested(depth):
     return value
 
 
-@pytest.mark.parametrize("value, says", [
-    ([NUL], "NUL characters"),
-    ({"key": [SURROGATE]}, "lone surrogates"),
-    ({NUL: 1}, "NUL characters"),
-    (nested(10_000), "nested this deeply"),
-    ([float("nan")], "JSON serialisable"),
-])
+@pytest.mark.parametrize(
+    "value, says",
+    [
+        ([NUL], "NUL characters"),
+        ({"key": [SURROGATE]}, "lone surrogates"),
+        ({NUL: 1}, "NUL characters"),
+        (nested(10_000), "nested this deeply"),
+        ([float("nan")], "JSON serialisable"),
+    ],
+)
 def test_values_the_database_cannot_store_are_refused(value, says):
     with pytest.raises(SerializationError, match=says):
         storable.check_json(value, "arguments")
 
 
-@pytest.mark.parametrize("value", [
-    ["\\u0000 is six characters here", "\\\\u0000"],
-    ["emoji \U0001F600 is a valid surrogate pair in JSON"],
-    [{"café": "naïve"}],
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        ["\\u0000 is six characters here", "\\\\u0000"],
+        ["emoji \U0001f600 is a valid surrogate pair in JSON"],
+        [{"café": "naïve"}],
+    ],
+)
 def test_text_that_only_looks_odd_is_accepted(value):
     storable.check_json(value, "arguments")
 
@@ -46,22 +52,28 @@ def test_serialization_error_is_a_type_error():
         storable.check_json([NUL], "arguments")
 
 
-@pytest.mark.parametrize("raw, stored", [
-    ("plain", "plain"),
-    (NUL, "a\\x00b"),
-    (SURROGATE, "a\\ud800b"),
-    ("é\x00\ud800", "é\\x00\\ud800"),
-])
+@pytest.mark.parametrize(
+    "raw, stored",
+    [
+        ("plain", "plain"),
+        (NUL, "a\\x00b"),
+        (SURROGATE, "a\\ud800b"),
+        ("é\x00\ud800", "é\\x00\\ud800"),
+    ],
+)
 def test_text_is_made_storable_with_visible_escapes(raw, stored):
     assert storable.text(raw) == stored
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize("args, kwargs", [
-    ((NUL,), {}),
-    ((), {"text": SURROGATE}),
-    ((nested(10_000),), {}),
-])
+@pytest.mark.parametrize(
+    "args, kwargs",
+    [
+        ((NUL,), {}),
+        ((), {"text": SURROGATE}),
+        ((nested(10_000),), {}),
+    ],
+)
 def test_delay_refuses_such_arguments_and_writes_nothing(args, kwargs):
     with transaction.atomic():
         with pytest.raises(SerializationError):

@@ -25,6 +25,7 @@ def received():
             assert sender is Task
             kwargs.pop("signal")
             seen.append((signal_name, task_id, kwargs))
+
         return receive
 
     receivers = {name: receiver(name) for name in ("enqueued", "started", "finished")}
@@ -97,8 +98,10 @@ def test_no_module_but_transitions_writes_a_status():
         if path.name == "transitions.py" or "migrations" in path.parts or "bench" in path.parts:
             continue
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Call) and getattr(node.func, "attr", "") in (
-                "update", "create", "bulk_update"
-            ) and any(keyword.arg == "status" for keyword in node.keywords):
+            if (
+                isinstance(node, ast.Call)
+                and getattr(node.func, "attr", "") in ("update", "create", "bulk_update")
+                and any(keyword.arg == "status" for keyword in node.keywords)
+            ):
                 writers.append(f"{path.name}:{node.lineno}")
     assert writers == []

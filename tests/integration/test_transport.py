@@ -57,8 +57,11 @@ def test_an_empty_channel_returns_nothing_after_the_block_time(layer):
 
 def test_an_undecodable_member_is_skipped_not_the_messages_popped_with_it(layer, redis_client):
     key = layer.prefix + "cq-compat"
-    members = [layer.serialize({"type": "run_task", "task_id": "a"}), b"\xff garbage",
-               layer.serialize({"type": "run_task", "task_id": "b"})]
+    members = [
+        layer.serialize({"type": "run_task", "task_id": "a"}),
+        b"\xff garbage",
+        layer.serialize({"type": "run_task", "task_id": "b"}),
+    ]
     redis_client.zadd(key, {member: n for n, member in enumerate(members)})
 
     async def receive():

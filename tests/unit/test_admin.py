@@ -26,9 +26,14 @@ def change_url(obj):
 
 def form_data(**fields):
     data = {
-        "func_name": "tests.app.tasks.add", "args": "[1, 2]", "kwargs": "{}",
-        "result_ttl": "", "crontab": "*/5 * * * *", "timezone": "",
-        "enabled": "on", "coalesce": "on",
+        "func_name": "tests.app.tasks.add",
+        "args": "[1, 2]",
+        "kwargs": "{}",
+        "result_ttl": "",
+        "crontab": "*/5 * * * *",
+        "timezone": "",
+        "enabled": "on",
+        "coalesce": "on",
     }
     data.update(fields)
     return {key: value for key, value in data.items() if value is not None}
@@ -39,6 +44,7 @@ def messages_of(response):
 
 
 # ---- repeating tasks
+
 
 def test_the_function_is_chosen_among_registered_tasks(admin_client):
     page = admin_client.get(ADD).content.decode()
@@ -57,13 +63,16 @@ def test_adding_a_repeating_task_schedules_it(admin_client):
     assert before < added.next_run <= before + timedelta(minutes=5)
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("crontab", "61 * * * *", "the minute field '61' is not valid"),
-    ("crontab", "* * * *", "has 4 field(s); a crontab has five"),
-    ("func_name", "os.system", "no @task is registered as 'os.system'"),
-    ("timezone", "Mars/Base", "unknown time zone 'Mars/Base'"),
-    ("args", '{"a": 1}', "args must be a list"),
-])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("crontab", "61 * * * *", "the minute field '61' is not valid"),
+        ("crontab", "* * * *", "has 4 field(s); a crontab has five"),
+        ("func_name", "os.system", "no @task is registered as 'os.system'"),
+        ("timezone", "Mars/Base", "unknown time zone 'Mars/Base'"),
+        ("args", '{"a": 1}', "args must be a list"),
+    ],
+)
 def test_invalid_input_is_shown_on_the_form(admin_client, field, value, message):
     response = admin_client.post(ADD, form_data(**{field: value}))
     assert response.status_code == 200
@@ -100,9 +109,14 @@ def test_the_list_describes_each_schedule(admin_client):
 
 
 def run_action(client, action, objects):
-    return client.post(REPEATING_LIST, {
-        "action": action, "_selected_action": [obj.pk for obj in objects],
-    }, follow=True)
+    return client.post(
+        REPEATING_LIST,
+        {
+            "action": action,
+            "_selected_action": [obj.pk for obj in objects],
+        },
+        follow=True,
+    )
 
 
 def test_run_now_launches_a_run_of_each_selected_task(admin_client):
@@ -154,6 +168,7 @@ def test_deleting_a_repeating_task_in_the_admin_keeps_its_runs(admin_client):
 
 # ---- tasks (read only)
 
+
 def listed_ids(response):
     return {task.pk for task in response.context["cl"].result_list}
 
@@ -171,14 +186,24 @@ def test_the_task_list_filters_by_status_and_searches_by_id_and_name(admin_clien
 
 def test_the_task_page_shows_what_ran_with_user_data_escaped(admin_client):
     task = Task.objects.create(
-        func_name="tests.app.tasks.fail", status=Task.STATUS_FAILURE,
-        args=["<b>bold</b>"], kwargs={"to": "a@b.c"}, result={"html": "<i>x</i>"},
+        func_name="tests.app.tasks.fail",
+        status=Task.STATUS_FAILURE,
+        args=["<b>bold</b>"],
+        kwargs={"to": "a@b.c"},
+        result={"html": "<i>x</i>"},
         error="ValueError: <script>alert(1)</script>",
-        traceback="Traceback (most recent call last):\n  File \"x.py\"\n"
+        traceback='Traceback (most recent call last):\n  File "x.py"\n'
         "ValueError: <script>alert(2)</script>",
-        logs=[{"message": "<img src=x onerror=alert(3)>", "level": "WARNING",
-               "timestamp": "2030-01-01T03:00:00+00:00", "task": "tests.app.tasks.fail"}],
-        started=timezone.now(), finished=timezone.now() + timedelta(seconds=2),
+        logs=[
+            {
+                "message": "<img src=x onerror=alert(3)>",
+                "level": "WARNING",
+                "timestamp": "2030-01-01T03:00:00+00:00",
+                "task": "tests.app.tasks.fail",
+            }
+        ],
+        started=timezone.now(),
+        finished=timezone.now() + timedelta(seconds=2),
     )
     page = admin_client.get(change_url(task)).content.decode()
     for raw in ["<script>alert", "<img src=x", "<b>bold</b>", "<i>x</i>"]:
@@ -230,14 +255,18 @@ def test_a_task_name_no_longer_registered_stays_visible_and_is_refused(admin_cli
 
 # ---- permissions
 
+
 def staff_client(client, *codenames):
     """A client logged in as a staff user with only these cq permissions."""
     from django.contrib.auth.models import Permission, User
 
     user = User.objects.create_user("staff", password="x", is_staff=True)
-    user.user_permissions.set(Permission.objects.filter(
-        content_type__app_label="cq", codename__in=codenames,
-    ))
+    user.user_permissions.set(
+        Permission.objects.filter(
+            content_type__app_label="cq",
+            codename__in=codenames,
+        )
+    )
     client.force_login(user)
     return client
 
@@ -258,8 +287,9 @@ def test_a_view_only_user_can_neither_see_nor_use_the_actions(client, action):
     response = run_action(viewer, action, [enabled, disabled])
     assert response.status_code == 200 and not messages_of(response)
     assert not Task.objects.exists()
-    assert list(RepeatingTask.objects.order_by("func_name", "crontab").values_list(
-        "enabled", flat=True)) == [True, False]
+    assert list(
+        RepeatingTask.objects.order_by("func_name", "crontab").values_list("enabled", flat=True)
+    ) == [True, False]
 
 
 def test_a_user_with_change_permission_can_use_the_actions(client):

@@ -15,12 +15,15 @@ def layers_with_host(host):
     return layers
 
 
-@pytest.mark.parametrize("host, problem", [
-    ({"address": "redis://r:6379/0", "socket_timeout": None}, "no socket timeout"),
-    ({"address": "redis://r:6379/0", "socket_timeout": 5}, "socket timeout of 5s"),
-    ({"address": "redis://r:6379/0"}, "socket timeout of 5s"),
-    ("redis://r:6379/0", "socket timeout of 5s"),
-])
+@pytest.mark.parametrize(
+    "host, problem",
+    [
+        ({"address": "redis://r:6379/0", "socket_timeout": None}, "no socket timeout"),
+        ({"address": "redis://r:6379/0", "socket_timeout": 5}, "socket timeout of 5s"),
+        ({"address": "redis://r:6379/0"}, "socket timeout of 5s"),
+        ("redis://r:6379/0", "socket timeout of 5s"),
+    ],
+)
 def test_w001_flags_a_host_without_a_timeout_or_one_too_short_for_stock_consumers(host, problem):
     with override_settings(CHANNEL_LAYERS=layers_with_host(host)):
         [warning] = check_channel_layer(None)

@@ -23,30 +23,36 @@ def runs(crontab, after, zone, count=4):
     return upcoming(crontab, after, zone, count)
 
 
-@pytest.mark.parametrize("crontab, expected", [
-    ("* * * * *", "* * * * *"),
-    ("  0   3 * *  mon-fri ", "0 3 * * mon-fri"),
-    ("@daily", "0 0 * * *"),
-    ("@HOURLY", "0 * * * *"),
-    ("0 0 29 2 *", "0 0 29 2 *"),
-])
+@pytest.mark.parametrize(
+    "crontab, expected",
+    [
+        ("* * * * *", "* * * * *"),
+        ("  0   3 * *  mon-fri ", "0 3 * * mon-fri"),
+        ("@daily", "0 0 * * *"),
+        ("@HOURLY", "0 * * * *"),
+        ("0 0 29 2 *", "0 0 29 2 *"),
+    ],
+)
 def test_valid_crontabs_expand_to_five_fields(crontab, expected):
     assert expand(crontab) == expected
 
 
-@pytest.mark.parametrize("crontab, message", [
-    ("* * * *", "has 4 field(s); a crontab has five: minute hour"),
-    ("* * * * * *", "has 6 field(s)"),
-    ("", "has 0 field(s)"),
-    ("61 * * * *", "the minute field '61' is not valid (allowed: 0-59"),
-    ("* 24 * * *", "the hour field '24' is not valid (allowed: 0-23"),
-    ("* * 0 * *", "the day-of-month field '0' is not valid"),
-    ("* * * 13 *", "the month field '13' is not valid (allowed: 1-12 or jan-dec"),
-    ("* * * * fry", "the day-of-week field 'fry' is not valid"),
-    ("*/0 * * * *", "the minute field '*/0' is not valid"),
-    ("0 0 30 2 *", "never matches a date"),
-    ("@reboot", "has 1 field(s)"),
-])
+@pytest.mark.parametrize(
+    "crontab, message",
+    [
+        ("* * * *", "has 4 field(s); a crontab has five: minute hour"),
+        ("* * * * * *", "has 6 field(s)"),
+        ("", "has 0 field(s)"),
+        ("61 * * * *", "the minute field '61' is not valid (allowed: 0-59"),
+        ("* 24 * * *", "the hour field '24' is not valid (allowed: 0-23"),
+        ("* * 0 * *", "the day-of-month field '0' is not valid"),
+        ("* * * 13 *", "the month field '13' is not valid (allowed: 1-12 or jan-dec"),
+        ("* * * * fry", "the day-of-week field 'fry' is not valid"),
+        ("*/0 * * * *", "the minute field '*/0' is not valid"),
+        ("0 0 30 2 *", "never matches a date"),
+        ("@reboot", "has 1 field(s)"),
+    ],
+)
 def test_invalid_crontabs_say_what_is_wrong(crontab, message):
     with pytest.raises(InvalidSchedule) as error:
         expand(crontab)
@@ -83,7 +89,9 @@ def test_next_occurrence_is_strictly_after_the_given_instant():
 def test_occurrences_are_in_the_schedule_time_zone():
     # 03:00 in New York is 08:00 UTC in winter and 07:00 UTC in summer.
     assert runs("0 3 * * *", utc(2025, 3, 7, 12), NEW_YORK, 3) == [
-        utc(2025, 3, 8, 8), utc(2025, 3, 9, 7), utc(2025, 3, 10, 7),
+        utc(2025, 3, 8, 8),
+        utc(2025, 3, 9, 7),
+        utc(2025, 3, 10, 7),
     ]
 
 
@@ -91,7 +99,7 @@ def test_a_time_skipped_by_spring_forward_runs_when_the_clocks_jump():
     # Paris, 30 March 2025: at 02:00 CET the clocks jump to 03:00 CEST.
     assert runs("30 2 * * *", utc(2025, 3, 28, 12), PARIS, 3) == [
         utc(2025, 3, 29, 1, 30),  # 02:30 CET
-        utc(2025, 3, 30, 1, 0),   # 03:00 CEST, the moment of the jump
+        utc(2025, 3, 30, 1, 0),  # 03:00 CEST, the moment of the jump
         utc(2025, 3, 31, 0, 30),  # 02:30 CEST
     ]
 
@@ -99,7 +107,7 @@ def test_a_time_skipped_by_spring_forward_runs_when_the_clocks_jump():
 def test_spring_forward_keeps_a_frequent_schedule_running_once_at_the_jump():
     assert runs("*/30 * * * *", utc(2025, 3, 30, 0, 15), PARIS) == [
         utc(2025, 3, 30, 0, 30),  # 01:30 CET
-        utc(2025, 3, 30, 1, 0),   # 02:00 and 02:30 are skipped: once, at 03:00 CEST
+        utc(2025, 3, 30, 1, 0),  # 02:00 and 02:30 are skipped: once, at 03:00 CEST
         utc(2025, 3, 30, 1, 30),
         utc(2025, 3, 30, 2, 0),
     ]
@@ -116,46 +124,58 @@ def test_a_fixed_time_repeated_by_fall_back_runs_once():
 
 def test_an_hourly_schedule_keeps_its_real_time_rhythm_through_fall_back():
     assert runs("0 * * * *", utc(2025, 10, 25, 23, 30), PARIS) == [
-        utc(2025, 10, 26, 0), utc(2025, 10, 26, 1), utc(2025, 10, 26, 2), utc(2025, 10, 26, 3),
+        utc(2025, 10, 26, 0),
+        utc(2025, 10, 26, 1),
+        utc(2025, 10, 26, 2),
+        utc(2025, 10, 26, 3),
     ]
 
 
 def test_fall_back_from_inside_the_first_pass_finds_the_second_pass():
     # 00:30 UTC is 02:30 CEST, in the first pass; 02:40 CEST then 02:00 CET follow.
     assert runs("*/20 * * * *", utc(2025, 10, 26, 0, 30), PARIS) == [
-        utc(2025, 10, 26, 0, 40), utc(2025, 10, 26, 1, 0),
-        utc(2025, 10, 26, 1, 20), utc(2025, 10, 26, 1, 40),
+        utc(2025, 10, 26, 0, 40),
+        utc(2025, 10, 26, 1, 0),
+        utc(2025, 10, 26, 1, 20),
+        utc(2025, 10, 26, 1, 40),
     ]
 
 
 def test_every_minute_is_continuous_across_both_changes():
     assert runs("* * * * *", utc(2025, 3, 30, 0, 58), PARIS, 3) == [
-        utc(2025, 3, 30, 0, 59), utc(2025, 3, 30, 1, 0), utc(2025, 3, 30, 1, 1),
+        utc(2025, 3, 30, 0, 59),
+        utc(2025, 3, 30, 1, 0),
+        utc(2025, 3, 30, 1, 1),
     ]
     assert runs("* * * * *", utc(2025, 10, 26, 0, 58), PARIS, 3) == [
-        utc(2025, 10, 26, 0, 59), utc(2025, 10, 26, 1, 0), utc(2025, 10, 26, 1, 1),
+        utc(2025, 10, 26, 0, 59),
+        utc(2025, 10, 26, 1, 0),
+        utc(2025, 10, 26, 1, 1),
     ]
 
 
-@pytest.mark.parametrize("crontab, text", [
-    ("* * * * *", "Every minute"),
-    ("*/5 * * * *", "Every 5 minutes"),
-    ("0 * * * *", "Every hour, on the hour"),
-    ("15,45 * * * *", "Every hour at minutes 15 and 45"),
-    ("0 */2 * * *", "Every 2 hours at minute 0"),
-    ("30 3 * * *", "Every day at 03:30"),
-    ("@daily", "Every day at 00:00"),
-    ("0 3,15 * * *", "Every day at 03:00 and 15:00"),
-    ("0 9-17 * * *", "Every hour from 09:00 to 17:00"),
-    ("0 9 * * 1-5", "At 09:00 on weekdays"),
-    ("0 9 * * mon-fri", "At 09:00 on weekdays"),
-    ("0 10 * * sat,sun", "At 10:00 on weekends"),
-    ("0 9 * * 1,3,5", "At 09:00 on Monday, Wednesday and Friday"),
-    ("*/15 * * * 1-5", "Every 15 minutes on weekdays"),
-    ("0 0 1 * *", "At 00:00 on day 1 of the month"),
-    ("0 0 1,15 * *", "At 00:00 on days 1 and 15 of the month"),
-    ("0 0 1 1 *", "At 00:00 on 1 January"),
-])
+@pytest.mark.parametrize(
+    "crontab, text",
+    [
+        ("* * * * *", "Every minute"),
+        ("*/5 * * * *", "Every 5 minutes"),
+        ("0 * * * *", "Every hour, on the hour"),
+        ("15,45 * * * *", "Every hour at minutes 15 and 45"),
+        ("0 */2 * * *", "Every 2 hours at minute 0"),
+        ("30 3 * * *", "Every day at 03:30"),
+        ("@daily", "Every day at 00:00"),
+        ("0 3,15 * * *", "Every day at 03:00 and 15:00"),
+        ("0 9-17 * * *", "Every hour from 09:00 to 17:00"),
+        ("0 9 * * 1-5", "At 09:00 on weekdays"),
+        ("0 9 * * mon-fri", "At 09:00 on weekdays"),
+        ("0 10 * * sat,sun", "At 10:00 on weekends"),
+        ("0 9 * * 1,3,5", "At 09:00 on Monday, Wednesday and Friday"),
+        ("*/15 * * * 1-5", "Every 15 minutes on weekdays"),
+        ("0 0 1 * *", "At 00:00 on day 1 of the month"),
+        ("0 0 1,15 * *", "At 00:00 on days 1 and 15 of the month"),
+        ("0 0 1 1 *", "At 00:00 on 1 January"),
+    ],
+)
 def test_common_crontabs_are_described(crontab, text):
     assert describe(crontab) == text
 

@@ -28,8 +28,7 @@ def by_keyword(cqt):
     return "by keyword"
 
 
-@task("tests.decorators.with_options", retries=3, retry_exceptions=[ConnectionError],
-      result_ttl=60)
+@task("tests.decorators.with_options", retries=3, retry_exceptions=[ConnectionError], result_ttl=60)
 def with_options(cqt):
     return "options"
 
@@ -69,16 +68,19 @@ def test_a_direct_call_runs_inline_and_writes_no_row():
     assert not Task.objects.exists()
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"retries": -1}, "retries must be an integer >= 0, got -1"),
-    ({"retries": "3"}, "retries must be an integer >= 0, got '3'"),
-    ({"retries": True}, "retries must be an integer >= 0, got True"),
-    ({"retry_delay": -1}, "retry_delay must be a number of seconds >= 0, got -1"),
-    ({"result_ttl": "1 day"}, "result_ttl must be a number of seconds >= 0"),
-    ({"retry_exceptions": [int]}, "retry_exceptions takes exception classes or callables"),
-    ({"retry_exceptions": ["ValueError"]}, "got 'ValueError'"),
-    ({"retris": 3}, "unknown option(s) retris"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"retries": -1}, "retries must be an integer >= 0, got -1"),
+        ({"retries": "3"}, "retries must be an integer >= 0, got '3'"),
+        ({"retries": True}, "retries must be an integer >= 0, got True"),
+        ({"retry_delay": -1}, "retry_delay must be a number of seconds >= 0, got -1"),
+        ({"result_ttl": "1 day"}, "result_ttl must be a number of seconds >= 0"),
+        ({"retry_exceptions": [int]}, "retry_exceptions takes exception classes or callables"),
+        ({"retry_exceptions": ["ValueError"]}, "got 'ValueError'"),
+        ({"retris": 3}, "unknown option(s) retris"),
+    ],
+)
 def test_a_bad_option_is_refused_at_definition(options, message):
     with pytest.raises(InvalidTaskOption) as caught:
         task("tests.decorators.bad", **options)(lambda cqt: None)
@@ -114,14 +116,17 @@ def test_a_single_exception_class_or_predicate_is_accepted():
     ).retry_exceptions == (KeyError,)
 
 
-@pytest.mark.parametrize("rules, exc, expected", [
-    ([ConnectionError], ConnectionResetError("x"), True),
-    ([ConnectionError], ValueError("x"), False),
-    ([lambda exc: "retry me" in str(exc)], ValueError("retry me"), True),
-    ([lambda exc: "retry me" in str(exc)], ValueError("no"), False),
-    ([], ValueError("anything"), True),
-    (None, ValueError("anything"), True),
-])
+@pytest.mark.parametrize(
+    "rules, exc, expected",
+    [
+        ([ConnectionError], ConnectionResetError("x"), True),
+        ([ConnectionError], ValueError("x"), False),
+        ([lambda exc: "retry me" in str(exc)], ValueError("retry me"), True),
+        ([lambda exc: "retry me" in str(exc)], ValueError("no"), False),
+        ([], ValueError("anything"), True),
+        (None, ValueError("anything"), True),
+    ],
+)
 def test_should_retry_follows_retry_exceptions(rules, exc, expected):
     function = TaskFunction(lambda cqt: None, name="x", retries=1, retry_exceptions=rules)
     assert function.should_retry(exc, attempts_done=0) is expected

@@ -13,10 +13,13 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument(
-            "--failures", type=int, default=5,
+            "--failures",
+            type=int,
+            default=5,
             help="How many of the last hour's failures to list (default 5).",
         )
 
     def handle(self, *args, **options):
-        self.stdout.write(status.render(status.collect(failures_shown=options["failures"])),
-                          ending="")
+        self.stdout.write(
+            status.render(status.collect(failures_shown=options["failures"])), ending=""
+        )

@@ -19,15 +19,21 @@ class Command(ChannelsCommand):
         super().add_arguments(parser)
         parser.set_defaults(layer=None)
         parser.add_argument(
-            "--concurrency", type=int, default=1,
+            "--concurrency",
+            type=int,
+            default=1,
             help="cq-tasks: tasks run at once, in threads (default 1).",
         )
         parser.add_argument(
-            "--no-scheduler", action="store_false", dest="scheduler", default=None,
+            "--no-scheduler",
+            action="store_false",
+            dest="scheduler",
+            default=None,
             help="cq-tasks: do not run the cron scheduler in this worker.",
         )
         parser.add_argument(
-            "--burst", action="store_true",
+            "--burst",
+            action="store_true",
             help="cq-tasks: exit once no queued task is left.",
         )
 
