@@ -13,7 +13,7 @@ PYTHON312 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12
 VENV6 ?= .venv-django6
 BIN6 := $(VENV6)/bin
 
-# ruff format covers these; cq/ and tests/ join once the planned restructuring lands.
+# What ruff checks and formats.
 FORMATTED ?= cq tests bench example_project
 LINTED ?= cq tests bench example_project
 CQ_TEST_DB ?= postgres

@@ -1,6 +1,12 @@
-"""cq: durable, fast background tasks for Django, dispatched over Django Channels."""
+"""cq: durable, fast background tasks for Django, dispatched over Django Channels.
+
+The public API: `from cq import task, delay, schedule_task, Task, RepeatingTask`.
+The models load with Django's apps, so `Task` and `RepeatingTask` are imported
+on first use, not when this package is.
+"""
 
 from .decorators import task
+from .enqueue import delay, delay_many
 from .exceptions import (
     ConfigurationError,
     CQError,
@@ -10,17 +16,33 @@ from .exceptions import (
     SerializationError,
     UnknownTaskError,
 )
+from .schedules import schedule_task
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "task",
     "CQError",
     "ConfigurationError",
     "DuplicateSubmitError",
     "InvalidSchedule",
     "InvalidTaskOption",
+    "RepeatingTask",
     "SerializationError",
+    "Task",
     "UnknownTaskError",
     "__version__",
+    "delay",
+    "delay_many",
+    "schedule_task",
+    "task",
 ]
+
+_MODELS = ("Task", "RepeatingTask")
+
+
+def __getattr__(name):
+    if name in _MODELS:
+        from . import models
+
+        return getattr(models, name)
+    raise AttributeError(f"module 'cq' has no attribute {name!r}")

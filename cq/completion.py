@@ -17,7 +17,6 @@ from django.utils import timezone
 
 from . import doorbell, logs, registry, transitions
 from .conf import settings as cq_settings
-from .models import Task
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +33,7 @@ def finish(
     result=None,
     error="",
     traceback="",
-    expected=Task.STATUS_RUNNING,
+    expected=None,
     has_tree=True,
 ):
     """Move `task` to a final status, then release what waited on it.
@@ -43,8 +42,8 @@ def finish(
     logged nothing: the common, plain task skips looking for its tree's logs.
 
     Must run inside a transaction; raises Discarded if the row is no longer in
-    `expected` status, or no longer at the attempt `task` holds (`retries`
-    changed: the sweeper requeued it from a worker presumed dead).
+    `expected` status (default RUNNING), or no longer at the attempt `task`
+    holds (`retries` changed: the sweeper requeued it from a worker presumed dead).
     """
     now = timezone.now()
     ttl = task.result_ttl if task.result_ttl is not None else cq_settings.RESULT_TTL
@@ -55,7 +54,7 @@ def finish(
         "finished": now,
         "result_expiry": None if ttl is None else now + timedelta(seconds=ttl),
     }
-    followers = transitions.finish(task, status, expected, **fields)
+    followers = transitions.finish(task, status, expected or task.STATUS_RUNNING, **fields)
     if followers is None:
         raise Discarded(task.pk)
     task.status = status
@@ -70,35 +69,36 @@ def wait_for_subtasks(task, result):
     """Park a task whose function returned while its subtasks still run."""
     if not transitions.park(task, result):
         raise Discarded(task.pk)
-    task.status, task.result = Task.STATUS_WAITING, result
+    task.status, task.result = task.STATUS_WAITING, result
 
 
 def complete_if_ready(task):
     """Finish a WAITING task (its row locked by the caller) once no subtask is active."""
-    subtasks = Task.objects.filter(parent_id=task.pk)
-    if subtasks.filter(status__in=Task.STATUS_ACTIVE).exists():
+    model = type(task)
+    subtasks = model.objects.filter(parent_id=task.pk)
+    if subtasks.filter(status__in=model.STATUS_ACTIVE).exists():
         return False
     # A revoked subtask never did its part: the parent did not complete either.
     failed = (
-        subtasks.filter(status__in=Task.STATUS_ERROR | {Task.STATUS_REVOKED})
+        subtasks.filter(status__in=model.STATUS_ERROR | {model.STATUS_REVOKED})
         .order_by("finished")
         .first()
     )
     if failed is not None:
-        verb = "was revoked" if failed.status == Task.STATUS_REVOKED else "failed"
+        verb = "was revoked" if failed.status == model.STATUS_REVOKED else "failed"
         error = f"subtask {failed.func_name} {failed.pk} {verb}: {failed.error}"
         finish(
             task,
-            Task.STATUS_INCOMPLETE,
+            model.STATUS_INCOMPLETE,
             result=task.result,
             error=error,
-            expected=Task.STATUS_WAITING,
+            expected=model.STATUS_WAITING,
         )
     else:
         result = task.result
         if task.waits_for_id is not None:
-            result = Task.objects.values_list("result", flat=True).get(pk=task.waits_for_id)
-        finish(task, Task.STATUS_SUCCESS, result=result, expected=Task.STATUS_WAITING)
+            result = model.objects.values_list("result", flat=True).get(pk=task.waits_for_id)
+        finish(task, model.STATUS_SUCCESS, result=result, expected=model.STATUS_WAITING)
     return True
 
 
@@ -106,15 +106,15 @@ def notify_parent(task):
     """A subtask reached a final status: complete its parent if that was the last one."""
     if task.parent_id is None:
         return
-    parent = Task.objects.select_for_update().filter(pk=task.parent_id).first()
-    if parent is not None and parent.status == Task.STATUS_WAITING:
+    parent = type(task).objects.select_for_update().filter(pk=task.parent_id).first()
+    if parent is not None and parent.status == task.STATUS_WAITING:
         complete_if_ready(parent)
 
 
 def release_chained(task, followers):
     """Queue the tasks chained after `task` (now final) with its result as their
     first argument; after a failure only `force_chain` ones run, the rest are revoked."""
-    succeeded = task.status == Task.STATUS_SUCCESS
+    succeeded = task.status == task.STATUS_SUCCESS
     for follower in followers:
         if succeeded or follower.force_chain:
             follower.submit(task.result if succeeded else None)
@@ -123,12 +123,11 @@ def release_chained(task, followers):
 
 
 def _after_final(task, followers, has_tree):
-    if task.status in Task.STATUS_ERROR:
+    if task.status in task.STATUS_ERROR:
         _call_errorbacks(task)
     if followers:
-        release_chained(
-            task, list(Task.objects.filter(previous_id=task.pk, status=Task.STATUS_PENDING))
-        )
+        pending = type(task).objects.filter(previous_id=task.pk, status=task.STATUS_PENDING)
+        release_chained(task, list(pending))
     notify_parent(task)
     if task.root_id is not None or has_tree:
         _store_logs_when_tree_done(task)
@@ -150,16 +149,16 @@ def _store_logs_when_tree_done(task):
     # Logs are a follow-up, not part of the outcome: they are stored once the
     # outcome has committed, in a transaction of their own, and a failure
     # there (the cache unreachable) costs only the lines.
-    transaction.on_commit(partial(_store_logs, task.top_id))
+    transaction.on_commit(partial(_store_logs, type(task), task.top_id))
 
 
-def _store_logs(top_id):
+def _store_logs(model, top_id):
     try:
-        top_status = Task.objects.values_list("status", flat=True).filter(pk=top_id).first()
-        if top_status not in Task.STATUS_DONE:
+        top_status = model.objects.values_list("status", flat=True).filter(pk=top_id).first()
+        if top_status not in model.STATUS_DONE:
             return
-        if Task.objects.filter(root_id=top_id, status__in=Task.STATUS_ACTIVE).exists():
+        if model.objects.filter(root_id=top_id, status__in=model.STATUS_ACTIVE).exists():
             return
-        logs.store(top_id)
+        logs.store(model, top_id)
     except Exception as exc:  # noqa: BLE001 - the outcome is committed; only lines are at stake
         logger.warning("task log lines not stored top=%s error=%r", top_id, exc)

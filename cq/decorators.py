@@ -54,14 +54,14 @@ class TaskFunction:
     def delay_args(self, args=(), kwargs=None, submit=True, **fields):
         """`.delay()` with options: `submit=False` keeps it PENDING, `run_after`,
         `countdown`, `result_ttl`, `parent`, ..."""
-        from .models import delay
+        from .enqueue import delay
 
         return delay(self, args, kwargs, submit=submit, **fields)
 
     def delay_many(self, calls, **fields):
         """Queue many calls with one INSERT; `calls` holds `(args, kwargs)` pairs
         or plain argument tuples. Returns the Tasks."""
-        from .models import delay_many
+        from .enqueue import delay_many
 
         return delay_many(self, calls, **fields)
 

@@ -20,13 +20,14 @@ import atexit
 import logging
 import threading
 import time
+from contextlib import contextmanager
 from functools import partial
 
 from channels.exceptions import ChannelFull
 from channels.layers import get_channel_layer
 from django.db import transaction
 
-from . import serial, transport
+from . import transport
 from .conf import settings as cq_settings
 
 logger = logging.getLogger(__name__)
@@ -166,12 +167,10 @@ class Doorbell:
 
 
 async def _publish_finished(layer, task_ids):
-    from .waiting import done_channel
-
     try:
         async with layer.connection(0).pipeline(transaction=False) as pipe:
             for task_id in task_ids:
-                pipe.publish(done_channel(layer, task_id), "1")
+                pipe.publish(transport.done_channel(layer, task_id), "1")
             await transport.bounded(pipe.execute(), "PUBLISH")
     except Exception as exc:
         # Waiters read the row again every second: a lost message only slows them.
@@ -195,7 +194,7 @@ atexit.register(doorbell.flush)
 
 def announce_on_commit(task_id, using=None):
     """Tell waiters once the current transaction commits that the task is final."""
-    if not serial.active():  # inline, the caller waits for nothing
+    if not inline():  # inline, the caller waits for nothing
         transaction.on_commit(partial(doorbell.announce, [task_id]), using=using)
 
 
@@ -203,11 +202,42 @@ def ring_on_commit(task_ids, using=None):
     """Ring once the current transaction commits (at once outside of one).
 
     Running inline (CQ_SERIAL, a direct call), the tasks run at once instead,
-    in this thread: a test inside a transaction that never commits still sees
-    its tasks run, as with Django's ImmediateBackend."""
+    in this thread, through the runner cq.serial installs: a test inside a
+    transaction that never commits still sees its tasks run, as with Django's
+    ImmediateBackend."""
     if not task_ids:
         return
-    if serial.active():
-        serial.run(list(task_ids))
+    if inline():
+        _inline_runner(list(task_ids))
     else:
         transaction.on_commit(partial(ring, list(task_ids)), using=using)
+
+
+# ---- inline: the transport of CQ_SERIAL and of direct calls
+
+_local = threading.local()
+# The function that runs tasks inline (cq.serial.run); cq.serial installs it
+# when it is imported, which the app's ready() does. It lives above this
+# module (it runs tasks, which ring doorbells), hence the installation.
+_inline_runner = None
+
+
+def inline() -> bool:
+    """Whether a ring runs its tasks in this thread (CQ_SERIAL, or inside a
+    direct call `fn(...)`) instead of going to Redis."""
+    return cq_settings.SERIAL or getattr(_local, "direct_calls", 0) > 0
+
+
+def use_inline_runner(runner) -> None:
+    global _inline_runner
+    _inline_runner = runner
+
+
+@contextmanager
+def direct_call():
+    """Run what is rung inline while the block runs, whatever CQ_SERIAL says."""
+    _local.direct_calls = getattr(_local, "direct_calls", 0) + 1
+    try:
+        yield
+    finally:
+        _local.direct_calls -= 1

@@ -7,7 +7,7 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from . import doorbell, logs, registry, serial, storable, transitions
+from . import doorbell, logs, registry, storable, transitions
 from .completion import Discarded, complete_if_ready, finish, wait_for_subtasks
 from .exceptions import CQError, UnknownTaskError
 from .models import Task, check_json
@@ -181,7 +181,7 @@ def describe_error(exc):
 def _schedule_retry(task, task_function, error, trace):
     attempt = task.retries + 1
     # Inline, nobody but the caller would wait out the backoff: retry at once.
-    countdown = 0 if serial.active() else task_function.retry_countdown(attempt)
+    countdown = 0 if doorbell.inline() else task_function.retry_countdown(attempt)
     run_after = timezone.now() + timedelta(seconds=countdown) if countdown else None
     # With no delay the task goes straight back to QUEUED; with one it waits as
     # RETRY and the worker's housekeeping queues it when due.

@@ -80,19 +80,17 @@ def buffered(top_id):
     return _read(cache, top_id, cache.get(_counter_key(top_id)) or 0)
 
 
-def store(top_id):
+def store(model, top_id):
     """Move the tree's buffered lines onto the top-level task's row, in a
     transaction of its own (call it once the outcome has committed).
 
     The row lock makes two workers that both saw the tree finish store one
     after the other: the second finds the buffer empty. The buffer is emptied
     before the commit; should the commit fail, those lines are lost."""
-    from .models import Task
-
     cache = _cache()
     with transaction.atomic():
         stored = (
-            Task.objects.select_for_update()
+            model.objects.select_for_update()
             .filter(pk=top_id)
             .values_list("logs", flat=True)
             .first()
@@ -101,7 +99,7 @@ def store(top_id):
         lines = _read(cache, top_id, count)
         if stored is not None and lines:
             kept = (stored + lines)[-cq_settings.MAX_LOG_LINES :]
-            Task.objects.filter(pk=top_id).update(logs=kept)
+            model.objects.filter(pk=top_id).update(logs=kept)
         if count:
             cache.delete_many([_line_key(top_id, n) for n in _window(count)])
             cache.delete(_counter_key(top_id))

@@ -2,16 +2,20 @@
 
 import logging
 import uuid
-from datetime import timedelta
 
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models, transaction
 from django.utils import timezone
 
-from . import doorbell, registry, serial, transitions
-from .exceptions import DuplicateSubmitError, InvalidTaskOption
+from . import enqueue, registry, transitions
+from .completion import notify_parent, release_chained
+from .enqueue import delay, delay_many  # noqa: F401 - also importable from here, as before
+from .exceptions import DuplicateSubmitError
+from .revoking import revoke_tree
+from .schedules import next_run, schedule_task, validate  # noqa: F401 - schedule_task: django-cq's import path
 from .storable import check_json
+from .waiting import wait_for
 
 logger = logging.getLogger(__name__)
 
@@ -242,8 +246,6 @@ class Task(models.Model):
 
     def wait(self, timeout=None):
         """Block until the task is done or `timeout` seconds pass; return it refreshed."""
-        from .waiting import wait_for
-
         latest = wait_for(self, timeout)
         if latest is None:
             raise Task.DoesNotExist(f"task {self.pk} was deleted while it was waited for")
@@ -256,8 +258,6 @@ class Task(models.Model):
     def chain(self, fn, args=(), kwargs=None, force_chain=False, **fields):
         """Run `fn(result, *args, **kwargs)` after this task succeeds (or after
         it fails too, with `force_chain=True`, receiving None). Returns the new task."""
-        from .completion import release_chained
-
         with transaction.atomic():
             locked = Task.objects.select_for_update().only("status", "result").get(pk=self.pk)
             follower = delay(
@@ -303,7 +303,7 @@ class Task(models.Model):
             )
         self.status, self.args = self.STATUS_QUEUED, args
         if self.run_after is None:
-            _ring([self])
+            enqueue.ring([self])
         return self
 
     def revoke(self):
@@ -313,11 +313,8 @@ class Task(models.Model):
 
         Works inside the caller's transaction; the revoked rows stay locked
         until it commits. See `cq.revoking` for the lock order."""
-        from .completion import notify_parent
-        from .revoking import revoke_tree
-
         with transaction.atomic():
-            revoke_tree(self.pk)
+            revoke_tree(self)
             self.refresh_from_db()
             notify_parent(self)
         return self
@@ -420,8 +417,6 @@ class RepeatingTask(models.Model):
         return schedule_task(cls, crontab, fn_or_name, args, kwargs, **options)
 
     def clean(self):
-        from .scheduler import validate
-
         errors = validate(self.func_name, self.crontab, self.timezone, self.args, self.kwargs)
         if errors:
             raise ValidationError(errors)
@@ -433,8 +428,6 @@ class RepeatingTask(models.Model):
         `next_run` and `last_run` are written only when changed on this object:
         saving a stale copy (an admin form opened before the last tick) must not
         move `next_run` back, which would launch an occurrence twice."""
-        from .scheduler import next_run
-
         recompute = self._schedule_changed()
         if recompute:
             self.next_run = next_run(self.crontab, self.timezone, self.enabled)
@@ -478,107 +471,3 @@ class RepeatingTask(models.Model):
         # Deferred fields (`.only()`, `.defer()`) are not read: that would query.
         fields = self.SCHEDULE_FIELDS + self.RUN_FIELDS
         self._loaded = {f: self.__dict__[f] for f in fields if f in self.__dict__}
-
-
-def schedule_task(model, crontab, fn_or_name, args=(), kwargs=None, **options):
-    """Create a repeating task that runs `fn_or_name` (a registered @task or its
-    name) every time `crontab` matches, and return it.
-
-    `model` is `RepeatingTask`, or `apps.get_model("cq", "RepeatingTask")` in a
-    data migration: only `model.objects.create()` is used. `options`:
-    `timezone`, `coalesce`, `enabled`, `result_ttl`. Raises UnknownTaskError,
-    InvalidSchedule, SerializationError or TypeError for bad input.
-    """
-    from .scheduler import prepare
-
-    return model.objects.create(**prepare(crontab, fn_or_name, args, kwargs, **options))
-
-
-# ---- creating tasks
-
-_DELAY_FIELDS = {
-    "parent",
-    "previous",
-    "root_id",
-    "run_after",
-    "countdown",
-    "result_ttl",
-    "force_chain",
-    "repeating_task",
-}
-
-
-def delay(fn_or_name, args=(), kwargs=None, submit=True, **fields):
-    """Create a task for a registered function; QUEUED (or PENDING when
-    `submit=False`) in the caller's transaction, rung after it commits."""
-    task_function = registry.resolve(fn_or_name)
-    task = _build(task_function, args, kwargs, fields)
-    task.status = Task.STATUS_QUEUED if submit else Task.STATUS_PENDING
-    transitions.insert(task)
-    if submit and task.run_after is None:
-        _ring([task])
-    return task
-
-
-def delay_many(fn_or_name, calls, **fields):
-    """Queue many calls of one task with a single INSERT and pipelined doorbells."""
-    task_function = registry.resolve(fn_or_name)
-    tasks = []
-    for call in calls:
-        args, kwargs = call if _is_args_kwargs_pair(call) else (call, None)
-        tasks.append(_build(task_function, args, kwargs, dict(fields)))
-    for task in tasks:
-        task.status = Task.STATUS_QUEUED
-    transitions.insert_many(tasks)
-    _ring([t for t in tasks if t.run_after is None])
-    return tasks
-
-
-def _ring(tasks):
-    """Ring for `tasks` once the transaction commits; run inline (CQ_SERIAL,
-    a direct call), they have run when this returns: show their outcome."""
-    doorbell.ring_on_commit([task.pk for task in tasks])
-    if serial.active():
-        for task in tasks:
-            task.refresh_from_db()
-
-
-def _is_args_kwargs_pair(call):
-    return (
-        isinstance(call, (tuple, list))
-        and len(call) == 2
-        and isinstance(call[0], (tuple, list))
-        and isinstance(call[1], dict)
-    )
-
-
-def _build(task_function, args, kwargs, fields):
-    unknown = set(fields) - _DELAY_FIELDS
-    if unknown:
-        raise TypeError(f"unknown task option(s): {', '.join(sorted(unknown))}")
-    if isinstance(args, (str, bytes, dict)) or not hasattr(args, "__iter__"):
-        raise TypeError(f"args must be a list or tuple, got {args!r}")
-    if kwargs is not None and not isinstance(kwargs, dict):
-        raise TypeError(f"kwargs must be a dict, got {kwargs!r}")
-    args, kwargs = list(args), dict(kwargs or {})
-    check_json(args, "arguments")
-    check_json(kwargs, "keyword arguments")
-    fields["run_after"] = _run_after(fields.pop("run_after", None), fields.pop("countdown", None))
-    parent = fields.get("parent")
-    if parent is not None and "root_id" not in fields:
-        fields["root_id"] = parent.top_id
-    if fields.get("result_ttl") is None:
-        fields["result_ttl"] = task_function.result_ttl
-    return Task(func_name=task_function.name, args=args, kwargs=kwargs, **fields)
-
-
-def _run_after(run_after, countdown):
-    if countdown is not None:
-        if run_after is not None:
-            raise InvalidTaskOption("give run_after or countdown, not both")
-        if isinstance(countdown, bool) or not isinstance(countdown, (int, float)) or countdown < 0:
-            raise InvalidTaskOption(f"countdown must be seconds >= 0, got {countdown!r}")
-        return timezone.now() + timedelta(seconds=countdown)
-    if run_after is not None and timezone.is_naive(run_after):
-        raise InvalidTaskOption(f"run_after must be an aware datetime, got {run_after!r}")
-    return run_after

@@ -21,7 +21,6 @@ from django.db import models
 from django.utils import timezone
 
 from . import doorbell, transitions
-from .models import Task
 
 logger = logging.getLogger(__name__)
 
@@ -29,38 +28,39 @@ logger = logging.getLogger(__name__)
 BATCH = 500
 
 
-def revoke_tree(top_id):
-    """Mark `top_id` and every active task below it (subtasks and chained
+def revoke_tree(top):
+    """Mark the task `top` and every active task below it (subtasks and chained
     tasks, any depth) REVOKED, in lock order; returns how many were revoked.
     Call it inside a transaction: the locks are held until it commits."""
     now = timezone.now()
-    rows = tree_rows(top_id)
+    model = type(top)
+    rows = tree_rows(model, top.pk)
     touched, revoked = [], 0
     for layer in lock_layers(rows):
-        ids = [pk for pk in layer if rows[pk][2] in Task.STATUS_ACTIVE]
-        revoked += _revoke(ids, now)
+        ids = [pk for pk in layer if rows[pk][2] in model.STATUS_ACTIVE]
+        revoked += _revoke(model, ids, now)
         touched += ids
     # A chain() that committed after the tree was read held its predecessor's
     # lock, which we now hold: its follower is visible now.
     late = list(touched)
     while late:
-        late = _pending_followers(late)
-        revoked += _revoke(late, now)
+        late = _pending_followers(model, late)
+        revoked += _revoke(model, late, now)
         touched += late
     for pk in touched:  # those that finished meanwhile were announced already: harmless
         doorbell.announce_on_commit(pk)
-    logger.info("tree revoked id=%s rows=%s revoked=%s", top_id, len(rows), revoked)
+    logger.info("tree revoked id=%s rows=%s revoked=%s", top.pk, len(rows), revoked)
     return revoked
 
 
-def tree_rows(top_id):
+def tree_rows(model, top_id):
     """{pk: (parent_id, previous_id, status)} of `top_id` and every task below
     it: subtasks and chained tasks, any depth."""
     rows, frontier = {}, [top_id]
     fields = ("pk", "parent_id", "previous_id", "status")
-    rows.update((pk, rest) for pk, *rest in Task.objects.filter(pk=top_id).values_list(*fields))
+    rows.update((pk, rest) for pk, *rest in model.objects.filter(pk=top_id).values_list(*fields))
     while frontier:
-        below = Task.objects.filter(
+        below = model.objects.filter(
             models.Q(parent__in=frontier) | models.Q(previous__in=frontier)
         ).values_list(*fields)
         frontier = []
@@ -102,20 +102,22 @@ def lock_layers(rows):
     return layers + ([cycle] if cycle else [])
 
 
-def _revoke(ids, now):
+def _revoke(model, ids, now):
     """Guarded UPDATEs (active rows only) of the unordered `ids`, in batches;
     returns how many were revoked."""
     revoked = 0
     for start in range(0, len(ids), BATCH):
-        revoked += transitions.revoke(Task, ids[start : start + BATCH], now)
+        revoked += transitions.revoke(model, ids[start : start + BATCH], now)
     return revoked
 
 
-def _pending_followers(ids):
+def _pending_followers(model, ids):
     found = []
     for start in range(0, len(ids), BATCH):
         found += (
-            Task.objects.filter(previous__in=ids[start : start + BATCH], status=Task.STATUS_PENDING)
+            model.objects.filter(
+                previous__in=ids[start : start + BATCH], status=model.STATUS_PENDING
+            )
             .order_by("pk")
             .values_list("pk", flat=True)
         )

@@ -3,6 +3,7 @@
 import logging
 
 from . import logs
+from .enqueue import delay
 
 
 class RunningTask:
@@ -31,8 +32,6 @@ class RunningTask:
 
     def subtask(self, fn, args=(), kwargs=None, **fields):
         """Launch a subtask; this task finishes only after it does."""
-        from .models import delay
-
         self.may_have_tree = True
         return delay(fn, args, kwargs, parent=self.task, **fields)
 

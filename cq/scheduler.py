@@ -9,9 +9,7 @@ it launches is inserted in the same transaction, so an occurrence is consumed
 together with its run or not at all: a database error rolls both back and the
 next tick tries again.
 
-Validation and the `next_run` computation are plain functions, not model
-methods, so that `schedule_task` also works on the historical model a data
-migration gets from `apps.get_model()`.
+Validation and the `next_run` computation live in cq.schedules.
 """
 
 import logging
@@ -20,90 +18,17 @@ from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
 from . import registry
-from .cron import expand, get_zone, next_after
+from .enqueue import delay
 from .exceptions import CQError, InvalidSchedule, UnknownTaskError
-from .models import RepeatingTask, Task, check_json, delay
+from .models import RepeatingTask, Task
+from .schedules import next_run
 
 logger = logging.getLogger(__name__)
 
 # Most repeating tasks one tick launches; the rest wait for the next tick.
 BATCH = 100
-# Fields `schedule_task()` accepts besides the crontab, the task and its arguments.
-OPTIONS = {"timezone", "coalesce", "enabled", "result_ttl"}
 
 _warned_unknown = set()
-
-
-# ---- validation and next_run, for schedule_task() and RepeatingTask
-
-
-def check_func_name(fn_or_name):
-    """The registered name of `fn_or_name`; UnknownTaskError for anything that
-    is not a @task (a repeating task never runs an arbitrary dotted path)."""
-    return registry.resolve(fn_or_name).name
-
-
-def check_arguments(args, kwargs):
-    """`args` as a list and `kwargs` as a dict, both storable as JSON."""
-    if not isinstance(args, (list, tuple)):
-        raise TypeError(f"args must be a list or tuple, e.g. [7], got {args!r}")
-    if not isinstance(kwargs, dict):
-        raise TypeError(f'kwargs must be a dict, e.g. {{"days": 7}}, got {kwargs!r}')
-    check_json(list(args), "arguments")
-    check_json(kwargs, "keyword arguments")
-    return list(args), dict(kwargs)
-
-
-def validate(func_name, crontab, timezone_name, args, kwargs):
-    """Field name -> error message for each invalid value; empty when all are
-    valid. Empty names and crontabs are left to the fields' own blank check."""
-    checks = {
-        "func_name": lambda: func_name and check_func_name(func_name),
-        "crontab": lambda: crontab and expand(crontab),
-        "timezone": lambda: get_zone(timezone_name),
-        "args": lambda: check_arguments(args, {}),
-        "kwargs": lambda: check_arguments([], kwargs),
-    }
-    errors = {}
-    for field, check in checks.items():
-        try:
-            check()
-        except (CQError, TypeError, ValueError) as exc:
-            errors[field] = str(exc)
-    return errors
-
-
-def next_run(crontab, timezone_name="", enabled=True, now=None):
-    """When a schedule next fires after `now`: None for a disabled one."""
-    if not enabled:
-        return None
-    return next_after(crontab, now or timezone.now(), get_zone(timezone_name))
-
-
-def prepare(crontab, fn_or_name, args=(), kwargs=None, **options):
-    """The checked field values of a new RepeatingTask, `next_run` included."""
-    unknown = set(options) - OPTIONS
-    if unknown:
-        raise TypeError(
-            f"unknown repeating task option(s) {', '.join(sorted(unknown))}; "
-            f"the options are {', '.join(sorted(OPTIONS))}"
-        )
-    ttl = options.get("result_ttl")
-    if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 0):
-        raise TypeError(f"result_ttl must be seconds (an integer >= 0) or None, got {ttl!r}")
-    func_name = check_func_name(fn_or_name)
-    expand(crontab)
-    crontab = " ".join(crontab.split())
-    args, kwargs = check_arguments(args, {} if kwargs is None else kwargs)
-    when = next_run(crontab, options.get("timezone", ""), options.get("enabled", True))
-    return {
-        **options,
-        "func_name": func_name,
-        "crontab": crontab,
-        "args": args,
-        "kwargs": kwargs,
-        "next_run": when,
-    }
 
 
 # ---- the tick

@@ -3,25 +3,22 @@
 Under CQ_SERIAL, `.delay()` stores the row as always and runs it at once; a
 direct call `fn(...)` does the same whatever CQ_SERIAL says, returns the
 result (or raises the task's exception) and deletes the rows it wrote. Only
-the transport changes: a doorbell rung while running inline does not go to
-Redis but onto this thread's queue of tasks to run. So subtasks, chains,
-retries, errorbacks and logs behave as with workers, because they are the
-same code: a subtask runs after its parent's function returned, a chained
-task after the task before it, a retry at once (there is nobody to wait for
-its backoff but the caller).
+the transport changes: a doorbell rung while running inline (see
+`cq.doorbell.inline`) does not go to Redis but onto this thread's queue of
+tasks to run. So subtasks, chains, retries, errorbacks and logs behave as with
+workers, because they are the same code: a subtask runs after its parent's
+function returned, a chained task after the task before it, a retry at once
+(nobody but the caller would wait out its backoff).
 """
 
 import threading
 from collections import deque
 
-from .conf import settings as cq_settings
+from . import doorbell
+from .enqueue import delay
+from .execution import claim, run_claimed
 
 _local = threading.local()
-
-
-def active() -> bool:
-    """Whether doorbells rung now run their tasks in this thread."""
-    return cq_settings.SERIAL or getattr(_local, "direct", 0) > 0
 
 
 def run(task_ids) -> None:
@@ -29,8 +26,6 @@ def run(task_ids) -> None:
 
     Called while a task runs here (it queued a subtask, a chained task or a
     retry), it only adds to the queue: the running task finishes first."""
-    from .execution import claim, run_claimed
-
     queue = getattr(_local, "queue", None)
     if queue is not None:
         queue.extend(task_ids)
@@ -50,21 +45,21 @@ def run(task_ids) -> None:
 def call(task_function, args, kwargs):
     """A direct call `fn(*args, **kwargs)`: run the task inline and return its
     result; its exception, if it raised, is raised here. Its rows are deleted."""
-    from .models import delay
-
     # A direct call made by a task that runs inline runs its own tree to the
     # end, not after the calling task: it gets a queue of its own.
     outer = getattr(_local, "raised", None), getattr(_local, "queue", None)
-    _local.direct = getattr(_local, "direct", 0) + 1
     _local.raised, _local.queue = {}, None
     try:
-        task = delay(task_function, args, kwargs)
+        with doorbell.direct_call():
+            task = delay(task_function, args, kwargs)
         raised = _local.raised.get(task.pk)
     finally:
-        _local.direct -= 1
         _local.raised, _local.queue = outer
     # The subtasks and chained tasks of the tree go with it (`root` cascades).
     type(task).objects.filter(pk=task.pk).delete()
     if task.status == task.STATUS_FAILURE and raised is not None:
         raise raised
     return task.result
+
+
+doorbell.use_inline_runner(run)

@@ -149,3 +149,8 @@ class Receiver:
                 )
                 messages.append(UNDECODABLE)
         return messages
+
+
+def done_channel(layer, task_id):
+    """The pub/sub channel on which a task's end is announced to `wait()`."""
+    return f"{layer.prefix}cq-done:{task_id}"

@@ -23,6 +23,7 @@ from channels.layers import get_channel_layer
 
 from . import statements, transport
 from .conf import settings as cq_settings
+from .doorbell import doorbell
 
 logger = logging.getLogger(__name__)
 
@@ -40,20 +41,14 @@ def wait_for(task, timeout=None):
     layer = get_channel_layer(cq_settings.CHANNEL_LAYER)
     if transport.is_redis(layer):
         try:
-            return _wait_pushed(task.pk, layer, deadline)
+            return _wait_pushed(type(task), task.pk, layer, deadline)
         except Exception as exc:
             logger.warning("pushed wait failed, polling instead id=%s error=%r", task.pk, exc)
-    return _wait_polled(task.pk, deadline)
+    return _wait_polled(type(task), task.pk, deadline)
 
 
-def done_channel(layer, task_id):
-    return f"{layer.prefix}cq-done:{task_id}"
-
-
-def _wait_pushed(task_id, layer, deadline):
-    from .doorbell import doorbell
-
-    channel = done_channel(layer, task_id)
+def _wait_pushed(model, task_id, layer, deadline):
+    channel = transport.done_channel(layer, task_id)
     # Subscribing waits for Redis, so it spends the caller's time: no longer
     # than its two bounded steps (SUBSCRIBE, confirmation), nor than what is
     # left of the caller's timeout.
@@ -63,7 +58,7 @@ def _wait_pushed(task_id, layer, deadline):
     event = doorbell.run(hub.subscribe(layer, channel), timeout=budget)
     try:
         while True:
-            row = _read(task_id)
+            row = statements.get(model, task_id)
             pause = BACKSTOP if deadline is None else min(BACKSTOP, deadline - time.monotonic())
             if _is_done(row) or pause <= 0:
                 return row
@@ -74,10 +69,10 @@ def _wait_pushed(task_id, layer, deadline):
         doorbell.submit(hub.unsubscribe(channel, event))
 
 
-def _wait_polled(task_id, deadline):
+def _wait_polled(model, task_id, deadline):
     pause = FIRST_PAUSE
     while True:
-        row = _read(task_id)
+        row = statements.get(model, task_id)
         if _is_done(row):
             return row
         if deadline is not None:
@@ -87,12 +82,6 @@ def _wait_polled(task_id, deadline):
             pause = min(pause, remaining)
         time.sleep(pause)
         pause = min(pause * 2, LONGEST_PAUSE)
-
-
-def _read(task_id):
-    from .models import Task
-
-    return statements.get(Task, task_id)
 
 
 def _is_done(row):

@@ -110,8 +110,8 @@ def test_a_task_chained_after_the_tree_was_read_is_revoked_too(monkeypatch):
     late = []
     read = revoking.tree_rows
 
-    def read_then_chain(top_id):
-        rows = read(top_id)
+    def read_then_chain(*args):
+        rows = read(*args)
         late.append(child.chain(tasks.add, (1,)))
         late.append(late[0].chain(tasks.add, (2,)))
         return rows

@@ -143,3 +143,12 @@ def test_retry_countdown_doubles_each_attempt():
     function = TaskFunction(lambda cqt: None, name="x", retries=3, retry_delay=10)
     assert [function.retry_countdown(n) for n in (1, 2, 3)] == [10, 20, 40]
     assert TaskFunction(lambda cqt: None, name="y", retries=3).retry_countdown(2) == 0
+
+
+def test_the_public_api_imports_from_the_package():
+    from cq import RepeatingTask, Task, delay, delay_many, models, schedule_task, task
+
+    assert (Task, RepeatingTask) == (models.Task, models.RepeatingTask)
+    assert delay is models.delay and delay_many is models.delay_many
+    assert schedule_task is models.schedule_task
+    assert callable(task)

@@ -1,0 +1,106 @@
+"""Creating tasks: `delay()` and `delay_many()`, with their checks, and ringing for them.
+
+Arguments are checked here, at the call, so that a bad one raises in the
+caller's code with nothing written. The Task model is looked up in Django's
+app registry rather than imported, so that cq.models can use this module.
+"""
+
+from datetime import timedelta
+
+from django.apps import apps
+from django.utils import timezone
+
+from . import doorbell, registry, transitions
+from .exceptions import InvalidTaskOption
+from .storable import check_json
+
+_DELAY_FIELDS = {
+    "parent",
+    "previous",
+    "root_id",
+    "run_after",
+    "countdown",
+    "result_ttl",
+    "force_chain",
+    "repeating_task",
+}
+
+
+def delay(fn_or_name, args=(), kwargs=None, submit=True, **fields):
+    """Create a task for a registered function; QUEUED (or PENDING when
+    `submit=False`) in the caller's transaction, rung after it commits."""
+    task_function = registry.resolve(fn_or_name)
+    task = _build(task_function, args, kwargs, fields)
+    task.status = task.STATUS_QUEUED if submit else task.STATUS_PENDING
+    transitions.insert(task)
+    if submit and task.run_after is None:
+        ring([task])
+    return task
+
+
+def delay_many(fn_or_name, calls, **fields):
+    """Queue many calls of one task with a single INSERT and pipelined doorbells."""
+    task_function = registry.resolve(fn_or_name)
+    tasks = []
+    for call in calls:
+        args, kwargs = call if _is_args_kwargs_pair(call) else (call, None)
+        tasks.append(_build(task_function, args, kwargs, dict(fields)))
+    for task in tasks:
+        task.status = task.STATUS_QUEUED
+    transitions.insert_many(tasks)
+    ring([t for t in tasks if t.run_after is None])
+    return tasks
+
+
+def ring(tasks):
+    """Ring for `tasks` once the transaction commits; run inline (CQ_SERIAL,
+    a direct call), they have run when this returns: show their outcome."""
+    doorbell.ring_on_commit([task.pk for task in tasks])
+    if doorbell.inline():
+        for task in tasks:
+            task.refresh_from_db()
+
+
+def _is_args_kwargs_pair(call):
+    return (
+        isinstance(call, (tuple, list))
+        and len(call) == 2
+        and isinstance(call[0], (tuple, list))
+        and isinstance(call[1], dict)
+    )
+
+
+def _build(task_function, args, kwargs, fields):
+    unknown = set(fields) - _DELAY_FIELDS
+    if unknown:
+        raise TypeError(f"unknown task option(s): {', '.join(sorted(unknown))}")
+    if isinstance(args, (str, bytes, dict)) or not hasattr(args, "__iter__"):
+        raise TypeError(f"args must be a list or tuple, got {args!r}")
+    if kwargs is not None and not isinstance(kwargs, dict):
+        raise TypeError(f"kwargs must be a dict, got {kwargs!r}")
+    args, kwargs = list(args), dict(kwargs or {})
+    check_json(args, "arguments")
+    check_json(kwargs, "keyword arguments")
+    fields["run_after"] = _run_after(fields.pop("run_after", None), fields.pop("countdown", None))
+    parent = fields.get("parent")
+    if parent is not None and "root_id" not in fields:
+        fields["root_id"] = parent.top_id
+    if fields.get("result_ttl") is None:
+        fields["result_ttl"] = task_function.result_ttl
+    return _task_model()(func_name=task_function.name, args=args, kwargs=kwargs, **fields)
+
+
+def _run_after(run_after, countdown):
+    if countdown is not None:
+        if run_after is not None:
+            raise InvalidTaskOption("give run_after or countdown, not both")
+        if isinstance(countdown, bool) or not isinstance(countdown, (int, float)) or countdown < 0:
+            raise InvalidTaskOption(f"countdown must be seconds >= 0, got {countdown!r}")
+        return timezone.now() + timedelta(seconds=countdown)
+    if run_after is not None and timezone.is_naive(run_after):
+        raise InvalidTaskOption(f"run_after must be an aware datetime, got {run_after!r}")
+    return run_after
+
+
+def _task_model():
+    return apps.get_model("cq", "Task")
