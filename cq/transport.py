@@ -68,7 +68,10 @@ async def bounded(awaitable, what, extra=0.0):
     blocking command's own block time); raises redis' TimeoutError after."""
     seconds = cq_settings.REDIS_TIMEOUT + extra
     try:
-        return await asyncio.wait_for(awaitable, seconds)
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for wraps every
+        # operation in a task of its own, a cost each doorbell would pay.
+        async with asyncio.timeout(seconds):
+            return await awaitable
     except TimeoutError:
         raise RedisTimeoutError(f"no answer from Redis to {what} within {seconds:g}s") from None
 
