@@ -61,8 +61,10 @@ def finish(
     for name, value in fields.items():
         setattr(task, name, value)
     logger.info("task id=%s name=%s status=%s", task.pk, task.func_name, status)
-    doorbell.announce_on_commit(task.pk)
     _after_final(task, followers, has_tree)
+    # After _after_final: on commit, the tree's log lines are stored before
+    # waiters are told, so a `wait()` woken by the announcement sees them.
+    doorbell.announce_on_commit(task.pk)
 
 
 def wait_for_subtasks(task, result):
