@@ -21,6 +21,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from cq import logs
 from cq.models import Task, WorkerHeartbeat
 from cq.worker import Worker
 from demo import report
@@ -83,7 +84,9 @@ class Command(BaseCommand):
     def _wait(self, roots, timeout):
         trees = Task.objects.filter(Q(pk__in=[r.pk for r in roots]) | Q(root__in=roots))
         deadline = time.monotonic() + timeout
-        while trees.active().exists():
+        # A tree's log lines reach its root's row just after the tree's end
+        # commits (cq stores them in a transaction of their own): wait for both.
+        while trees.active().exists() or any(logs.buffered(root.pk) for root in roots):
             if time.monotonic() > deadline:
                 raise CommandError(f"the demo's tasks did not finish within {timeout:.0f} s")
             time.sleep(0.1)
