@@ -1,28 +1,22 @@
-"""What the cq channel holds in Redis right now: how many doorbells, for which tasks.
+"""What a cq channel holds in Redis right now: how many doorbells, for which tasks.
 
 The feeder reads it to ring only rows that have no doorbell waiting, and no
 more of them than the channel has room for; `cq_status` shows the depth. It
 reads channels-redis' own keys (a sorted set named prefix + channel, scored by
-send time, and its `$inflight` backup set) with plain synchronous clients, so
-housekeeping threads need no event loop, and with CQ_REDIS_TIMEOUT as their
-socket timeout, so a hung Redis cannot hang them.
+send time, and its `$inflight` backup set) with transport's synchronous
+clients, so housekeeping threads need no event loop.
 """
 
 import logging
 import time
-import weakref
 from dataclasses import dataclass
 
-import redis
-import redis.sentinel
 from channels.layers import get_channel_layer
 
 from .conf import settings as cq_settings
-from .transport import is_redis
+from .transport import is_redis, sync_clients
 
 logger = logging.getLogger(__name__)
-
-_clients = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)
@@ -36,18 +30,19 @@ class ChannelState:
         return max(self.capacity - self.depth, 0)
 
 
-def inspect():
-    """The state of the cq channel, or None when its layer is not channels-redis
-    (whose keys are the only ones cq knows how to read). Raises redis errors."""
+def inspect(channel=None):
+    """The state of a cq channel (CQ_CHANNEL, the default queue's, unless
+    given), or None when its layer is not channels-redis (whose keys are the
+    only ones cq knows how to read). Raises redis errors."""
     layer = get_channel_layer(cq_settings.CHANNEL_LAYER)
     if not is_redis(layer):
         return None
-    channel = cq_settings.CHANNEL
+    channel = channel or cq_settings.CHANNEL
     key = layer.prefix + channel
     # channels-redis deletes messages this old at its next send: already gone.
     oldest_live = int(time.time()) - int(layer.expiry)
     depth, task_ids = 0, set()
-    for client in _clients_for(layer):
+    for client in sync_clients(layer):
         pipe = client.pipeline(transaction=False)
         pipe.zrange(key, 0, -1, withscores=True)
         pipe.zrange(key + "$inflight", 0, -1)
@@ -67,25 +62,3 @@ def _task_ids(layer, members):
             continue
         if isinstance(message, dict) and "task_id" in message:
             yield str(message["task_id"])
-
-
-def _clients_for(layer):
-    clients = _clients.get(layer)
-    if clients is None:
-        clients = _clients[layer] = [_client(host) for host in layer.hosts]
-    return clients
-
-
-def _client(host):
-    """A synchronous client for one channels-redis `hosts` entry."""
-    # An inspection waits for Redis no longer than any other cq operation.
-    timeout = cq_settings.REDIS_TIMEOUT
-    options = {**host, "socket_timeout": timeout, "socket_connect_timeout": timeout}
-    if "address" in options:
-        return redis.Redis.from_url(options.pop("address"), **options)
-    if "master_name" in options:
-        sentinel = redis.sentinel.Sentinel(
-            options.pop("sentinels"), sentinel_kwargs=options.pop("sentinel_kwargs", None)
-        )
-        return sentinel.master_for(options.pop("master_name"), **options)
-    return redis.Redis(**options)

@@ -46,25 +46,58 @@ def finish(
     holds (`retries` changed: the sweeper requeued it from a worker presumed dead).
     """
     now = timezone.now()
-    ttl = task.result_ttl if task.result_ttl is not None else cq_settings.RESULT_TTL
     fields = {
         "result": result,
         "error": error,
         "traceback": traceback,
         "finished": now,
-        "result_expiry": None if ttl is None else now + timedelta(seconds=ttl),
+        "result_expiry": _expiry(task, now),
     }
     followers = transitions.finish(task, status, expected or task.STATUS_RUNNING, **fields)
     if followers is None:
         raise Discarded(task.pk)
+    _finished(task, status, fields)
+    _after_final(task, followers, has_tree)
+    # After _after_final: on commit, the tree's log lines are stored before
+    # waiters are told, so a `wait()` woken by the announcement sees them.
+    doorbell.announce_on_commit([task.pk])
+
+
+def finish_successes(results):
+    """`finish` with SUCCESS for several RUNNING top-level tasks whose runs
+    launched nothing and logged nothing, in one statement: `results` holds
+    (task, result) pairs. Their rows must be locked by this transaction
+    (cq.transitions.lock_claimed), so that none can have moved on."""
+    if not results:
+        return
+    model = type(results[0][0])
+    now = timezone.now()
+    rows = [(task.pk, task.retries, result, _expiry(task, now)) for task, result in results]
+    followers = transitions.finish_many(
+        model, rows, model.STATUS_SUCCESS, model.STATUS_RUNNING, now
+    )
+    if len(followers) != len(rows):
+        # Cannot happen while the rows are locked; if it did, rolling back
+        # all of them (their rows stay RUNNING for recovery) is the safe way.
+        raise RuntimeError(f"{len(rows) - len(followers)} locked task rows moved on")
+    for (task, result), (_, _, _, expiry) in zip(results, rows, strict=True):
+        fields = {"result": result, "error": "", "traceback": "", "finished": now}
+        _finished(task, model.STATUS_SUCCESS, {**fields, "result_expiry": expiry})
+        if followers[task.pk]:
+            _after_final(task, followers[task.pk], has_tree=False)
+    doorbell.announce_on_commit([task.pk for task, _ in results])
+
+
+def _expiry(task, now):
+    ttl = task.result_ttl if task.result_ttl is not None else cq_settings.RESULT_TTL
+    return None if ttl is None else now + timedelta(seconds=ttl)
+
+
+def _finished(task, status, fields):
     task.status = status
     for name, value in fields.items():
         setattr(task, name, value)
     logger.info("task id=%s name=%s status=%s", task.pk, task.func_name, status)
-    _after_final(task, followers, has_tree)
-    # After _after_final: on commit, the tree's log lines are stored before
-    # waiters are told, so a `wait()` woken by the announcement sees them.
-    doorbell.announce_on_commit(task.pk)
 
 
 def wait_for_subtasks(task, result):

@@ -34,6 +34,12 @@ DEFAULTS = {
     # crashed host, a partition) otherwise hangs until TCP keepalive gives up,
     # hours later; on the deadline the connection is dropped and replaced.
     "REDIS_TIMEOUT": 5.0,
+    # Seconds the outcomes of quick atomic tasks may wait to be committed
+    # together (one transaction, one statement for several; 0 turns grouping
+    # off). A worker groups only tasks that its recent runs show to be quick.
+    "GROUP_COMMIT_WINDOW": 0.005,
+    # Most tasks in one group.
+    "GROUP_MAX": 32,
     # Whether `runworker cq-tasks` runs the cron scheduler tick by default.
     "SCHEDULER": True,
 }

@@ -10,7 +10,7 @@ from .conf import settings as cq_settings
 from .execution import run_task
 from .outages import Throttled
 
-__all__ = ["CQConsumer", "handle_message", "run_task"]
+__all__ = ["CQConsumer", "handle_message", "run_task", "task_id_of"]
 
 logger = logging.getLogger(__name__)
 
@@ -22,7 +22,7 @@ _unknown = Throttled(logger)
 def handle_message(message, worker=""):
     """Run the task a doorbell names. This is the per-message exception
     boundary: a malformed message or a failing task is logged, never raised."""
-    task_id = _task_id(message)
+    task_id = task_id_of(message)
     if task_id is None:
         return None
     try:
@@ -53,7 +53,8 @@ class CQConsumer(SyncConsumer):
         handle_message(message)
 
 
-def _task_id(message):
+def task_id_of(message):
+    """The task id a doorbell names, or None (and a warning) if it is malformed."""
     if not isinstance(message, dict) or message.get("type") != "run_task":
         _malformed.warning("malformed message skipped message=%r", message)
         return None

@@ -7,6 +7,7 @@ import numbers
 
 from . import registry
 from .exceptions import InvalidTaskOption
+from .queues import DEFAULT_QUEUE, check_priority, check_queue
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +25,8 @@ class TaskFunction:
         retry_delay=0,
         result_ttl=None,
         at_least_once=False,
+        queue=DEFAULT_QUEUE,
+        priority=0,
     ):
         self.fn = fn
         self.name = name or f"{fn.__module__}.{fn.__qualname__}"
@@ -36,6 +39,9 @@ class TaskFunction:
         # with no retries left) instead of marking it LOST: for tasks that are
         # safe to run twice. See docs/guarantees.md.
         self.at_least_once = bool(at_least_once)
+        # Where its runs go unless `delay_args(queue=..., priority=...)` says otherwise.
+        self.queue = check_queue(queue)
+        self.priority = check_priority(priority)
         functools.update_wrapper(self, fn)
 
     def __repr__(self):
@@ -52,8 +58,9 @@ class TaskFunction:
         return self.delay_args(args, kwargs)
 
     def delay_args(self, args=(), kwargs=None, submit=True, **fields):
-        """`.delay()` with options: `submit=False` keeps it PENDING, `run_after`,
-        `countdown`, `result_ttl`, `parent`, ..."""
+        """`.delay()` with options: `queue`, `priority` (-100 to 100, higher
+        first), `submit=False` keeps it PENDING, `run_after`, `countdown`,
+        `result_ttl`, `parent`, ..."""
         from .enqueue import delay
 
         return delay(self, args, kwargs, submit=submit, **fields)

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from . import doorbell, registry, transitions
 from .exceptions import InvalidTaskOption
+from .queues import check_priority, check_queue
 from .storable import check_json
 
 _DELAY_FIELDS = {
@@ -23,6 +24,8 @@ _DELAY_FIELDS = {
     "result_ttl",
     "force_chain",
     "repeating_task",
+    "queue",
+    "priority",
 }
 
 
@@ -55,7 +58,11 @@ def delay_many(fn_or_name, calls, **fields):
 def ring(tasks):
     """Ring for `tasks` once the transaction commits; run inline (CQ_SERIAL,
     a direct call), they have run when this returns: show their outcome."""
-    doorbell.ring_on_commit([task.pk for task in tasks])
+    by_queue = {}
+    for task in tasks:
+        by_queue.setdefault(task.queue, []).append(task.pk)
+    for queue, task_ids in by_queue.items():
+        doorbell.ring_on_commit(task_ids, queue)
     if doorbell.inline():
         for task in tasks:
             task.refresh_from_db()
@@ -87,6 +94,8 @@ def _build(task_function, args, kwargs, fields):
         fields["root_id"] = parent.top_id
     if fields.get("result_ttl") is None:
         fields["result_ttl"] = task_function.result_ttl
+    fields["queue"] = check_queue(fields.get("queue", task_function.queue))
+    fields["priority"] = check_priority(fields.get("priority", task_function.priority))
     return _task_model()(func_name=task_function.name, args=args, kwargs=kwargs, **fields)
 
 

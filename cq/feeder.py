@@ -21,6 +21,7 @@ from . import channel, doorbell
 from .conf import settings as cq_settings
 from .models import Task
 from .outages import OutageLog
+from .queues import channel_for
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +36,8 @@ _redis = OutageLog(logger, "channel layer", "feeding paused")
 
 
 def feed(worker, now, older_than=None):
-    """Ring the rows that wait with no doorbell; returns their ids."""
+    """Ring the rows that wait with no doorbell, in the worker's queues (in
+    every queue with no worker, when run as a task); returns their ids."""
     if older_than is None:
         older_than = cq_settings.REQUEUE_AFTER
     waiting = Task.objects.filter(
@@ -43,24 +45,35 @@ def feed(worker, now, older_than=None):
         run_after__isnull=True,
         submitted__lte=now - timedelta(seconds=older_than),
     )
+    if worker is not None:
+        queues = worker.queues
+    else:
+        queues = waiting.order_by().values_list("queue", flat=True).distinct()
+    rung = []
+    for queue in queues:
+        rung += _feed_queue(worker, waiting.filter(queue=queue), queue)
+    return rung
+
+
+def _feed_queue(worker, waiting, queue):
     if not waiting.exists():
         return []
-    room, present = _room_and_present(worker)
+    room, present = _room_and_present(worker, channel_for(queue))
     if not room:
         return []
     oldest = waiting.order_by("submitted").values_list("pk", flat=True)[: room + len(present)]
     ids = [pk for pk in oldest if str(pk) not in present][:room]
     if ids:
-        logger.info("ringing tasks with no doorbell count=%s", len(ids))
-        doorbell.ring(ids)
+        logger.info("ringing tasks with no doorbell count=%s queue=%s", len(ids), queue)
+        doorbell.ring(ids, queue)
         doorbell.flush(SEND_TIMEOUT)
     return ids
 
 
-def _room_and_present(worker):
+def _room_and_present(worker, channel_name):
     """How many doorbells to ring at most, and the task ids already rung."""
     try:
-        state = channel.inspect()
+        state = channel.inspect(channel_name)
     except RedisError as exc:
         _redis.failed(exc)
         return 0, frozenset()

@@ -62,9 +62,7 @@ def beat(worker, now):
 
 def queue_due(worker, now):
     """Queue the rows whose `run_after` has come, and ring for them."""
-    ids = transitions.release_due(Task, now, BATCH)
-    if ids:
-        doorbell.ring(ids)
+    doorbell.ring_rows(transitions.release_due(Task, now, BATCH))
 
 
 def launch_repeating(worker, now):

@@ -12,6 +12,7 @@ from . import enqueue, registry, transitions
 from .completion import notify_parent, release_chained
 from .enqueue import delay, delay_many  # noqa: F401 - also importable from here, as before
 from .exceptions import DuplicateSubmitError
+from .queues import DEFAULT_QUEUE
 from .revoking import revoke_tree
 from .schedules import next_run, schedule_task, validate  # noqa: F401 - schedule_task: django-cq's import path
 from .storable import check_json
@@ -150,6 +151,15 @@ class Task(models.Model):
         help_text='Tasks called on final failure, e.g. [{"func_name": "app.tasks.alert", '
         '"args": [], "kwargs": {}}].',
     )
+    queue = models.CharField(
+        max_length=64,
+        default=DEFAULT_QUEUE,
+        help_text="Only workers of this queue run it (runworker --queues), e.g. 'emails'.",
+    )
+    priority = models.SmallIntegerField(
+        default=0,
+        help_text="From -100 to 100; higher runs first, first come first served within one.",
+    )
     retries = models.PositiveIntegerField(
         default=0, help_text="Failed attempts that were retried so far, e.g. 2."
     )
@@ -201,6 +211,13 @@ class Task(models.Model):
                 fields=["status", "submitted"],
                 name="cq_task_active",
                 condition=models.Q(status__in=["P", "Y", "Q", "R", "W"]),
+            ),
+            # What a worker claims next: the due QUEUED rows of its queues,
+            # highest priority first, then oldest (cq.statements.claim_batch).
+            models.Index(
+                fields=["queue", "-priority", "submitted"],
+                name="cq_task_claim",
+                condition=models.Q(status="Q", run_after__isnull=True),
             ),
             models.Index(
                 fields=["run_after"],

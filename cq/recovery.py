@@ -112,7 +112,7 @@ def requeue(task, reason):
     with transaction.atomic():
         requeued = transitions.requeue(task, f"{reason}; requeued")
         if requeued:
-            doorbell.ring_on_commit([task.pk])
+            doorbell.ring_on_commit([task.pk], task.queue)
     if requeued:
         logger.warning(
             "task requeued id=%s name=%s attempt=%s reason=%s",

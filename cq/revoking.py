@@ -47,8 +47,8 @@ def revoke_tree(top):
         late = _pending_followers(model, late)
         revoked += _revoke(model, late, now)
         touched += late
-    for pk in touched:  # those that finished meanwhile were announced already: harmless
-        doorbell.announce_on_commit(pk)
+    # Those that finished meanwhile were announced already: harmless.
+    doorbell.announce_on_commit(touched)
     logger.info("tree revoked id=%s rows=%s revoked=%s", top.pk, len(rows), revoked)
     return revoked
 

@@ -7,7 +7,7 @@ Only active statuses are counted: counting finished rows would scan the table.
 from dataclasses import dataclass, field
 from datetime import UTC, timedelta
 
-from django.db.models import Count, Min
+from django.db.models import Count, Max, Min
 from django.utils import timezone
 from redis.exceptions import RedisError
 
@@ -29,6 +29,15 @@ class WorkerRow:
 
 
 @dataclass
+class QueueRow:
+    queue: str
+    queued: int  # QUEUED and due
+    running: int
+    oldest: object = None  # `submitted` of its oldest due QUEUED row
+    priorities: tuple = ()  # (lowest, highest) priority waiting
+
+
+@dataclass
 class Status:
     now: object
     counts: dict  # status letter -> count, active statuses only
@@ -38,6 +47,7 @@ class Status:
     recent_failures: list = field(default_factory=list)  # newest first
     channel: object = None  # channel.ChannelState, or None
     channel_problem: str = ""
+    queues: list = field(default_factory=list)
 
 
 def collect(now=None, failures_shown=5):
@@ -49,15 +59,41 @@ def collect(now=None, failures_shown=5):
     return Status(
         now=now,
         counts=counts,
-        oldest_queued=Task.objects.filter(status=Task.STATUS_QUEUED).aggregate(
-            oldest=Min("submitted")
-        )["oldest"],
+        # Due rows only: a countdown for tomorrow is not "waiting".
+        oldest_queued=Task.objects.filter(
+            status=Task.STATUS_QUEUED, run_after__isnull=True
+        ).aggregate(oldest=Min("submitted"))["oldest"],
         workers=_workers(now),
         failures=failed.count(),
         recent_failures=list(failed.order_by("-finished")[:failures_shown]),
         channel=state,
         channel_problem=problem,
+        queues=_queues(),
     )
+
+
+def _queues():
+    """Per queue: its due QUEUED rows (how many, the oldest, their priorities)
+    and its RUNNING ones; only queues with such rows are listed."""
+    waiting = (
+        Task.objects.filter(status=Task.STATUS_QUEUED, run_after__isnull=True)
+        .values("queue")
+        .annotate(n=Count("pk"), oldest=Min("submitted"), low=Min("priority"), high=Max("priority"))
+        .order_by()
+    )
+    rows = {
+        row["queue"]: QueueRow(row["queue"], row["n"], 0, row["oldest"], (row["low"], row["high"]))
+        for row in waiting
+    }
+    running = (
+        Task.objects.filter(status=Task.STATUS_RUNNING)
+        .values_list("queue")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    for queue, count in running:
+        rows.setdefault(queue, QueueRow(queue, 0, 0)).running = count
+    return [rows[name] for name in sorted(rows)]
 
 
 def _workers(now):
@@ -101,6 +137,7 @@ def render(status):
             lines.append(f"  {label:<10} {status.counts.get(letter, 0):>8}")
     if status.oldest_queued is not None:
         lines.append(f"  oldest queued task waits for {_age(status.now, status.oldest_queued)}")
+    lines += _render_queues(status)
     lines += ["", _render_channel(status), ""]
     lines += _render_workers(status)
     lines += ["", f"Failures in the last hour: {status.failures}"]
@@ -111,6 +148,20 @@ def render(status):
             f"{task.func_name}  {task.pk}  {error}"
         )
     return "\n".join(lines) + "\n"
+
+
+def _render_queues(status):
+    if not status.queues:
+        return []
+    lines = ["", "Queues (due tasks waiting, running):"]
+    for row in status.queues:
+        line = f"  {row.queue:<20} waiting {row.queued:>7}  running {row.running:>5}"
+        if row.oldest is not None:
+            low, high = row.priorities
+            span = f"{low}" if low == high else f"{low}..{high}"
+            line += f"  oldest waits {_age(status.now, row.oldest)}, priority {span}"
+        lines.append(line)
+    return lines
 
 
 def _render_channel(status):

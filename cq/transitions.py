@@ -9,7 +9,8 @@ learns it from the return value. Nothing else in cq writes a task's status.
     insert        (new) -> PENDING or QUEUED        .delay(), delay_many()
     submit        PENDING -> QUEUED                 Task.submit(), a released chain
     release_due   QUEUED or RETRY, due -> QUEUED    housekeeping (countdowns, backoff)
-    claim         QUEUED, due -> RUNNING            a worker
+    claim         QUEUED, due -> RUNNING            a worker (claim_batch: several at once)
+    unclaim       RUNNING -> QUEUED                 a stopping worker's never-started claims
     park          RUNNING -> WAITING                its subtasks still run
     retry         RUNNING -> QUEUED or RETRY        an attempt failed, retries are left
     requeue       RUNNING -> QUEUED                 its worker died (cq.recovery)
@@ -59,11 +60,13 @@ def submit(task, args, now):
 
 def release_due(model, now, limit):
     """QUEUED or RETRY rows whose `run_after` has come -> QUEUED, `run_after`
-    cleared; returns the ids (at most `limit`), to be rung."""
-    ids = list(model.objects.due(now).values_list("pk", flat=True)[:limit])
-    if ids:
-        model.objects.due(now).filter(pk__in=ids).update(status=model.STATUS_QUEUED, run_after=None)
-    return ids
+    cleared; returns their (id, queue) pairs (at most `limit`), to be rung."""
+    rows = list(model.objects.due(now).values_list("pk", "queue")[:limit])
+    if rows:
+        model.objects.due(now).filter(pk__in=[pk for pk, _ in rows]).update(
+            status=model.STATUS_QUEUED, run_after=None
+        )
+    return rows
 
 
 def claim(model, task_id, worker, now):
@@ -73,6 +76,25 @@ def claim(model, task_id, worker, now):
     if task is not None:
         _send(signals.task_started, model, [task.pk])
     return task
+
+
+def claim_batch(model, queues, limit, worker, now):
+    """Up to `limit` due QUEUED rows of `queues` -> RUNNING, highest priority
+    first, then oldest: what a worker with free slots runs next."""
+    tasks = statements.claim_batch(
+        model, queues, limit, worker, now, model.STATUS_QUEUED, model.STATUS_RUNNING
+    )
+    if tasks:
+        _send(signals.task_started, model, [task.pk for task in tasks])
+    return tasks
+
+
+def unclaim(model, task_ids, worker):
+    """RUNNING -> QUEUED for claimed rows that `worker` never started (it is
+    stopping): no attempt is counted. Returns how many went back."""
+    return model.objects.filter(pk__in=task_ids, status=model.STATUS_RUNNING, worker=worker).update(
+        status=model.STATUS_QUEUED, started=None, worker=""
+    )
 
 
 def park(task, result):
@@ -135,6 +157,22 @@ def finish(task, status, expected, **fields):
     if followers is not None:
         _send_on_commit(signals.task_finished, type(task), [task.pk], status=status)
     return followers
+
+
+def finish_many(model, rows, status, expected, finished):
+    """`finish` for several rows of one status at once, in one statement:
+    `rows` holds (id, retries, result, result_expiry). Returns {id: number of
+    PENDING tasks chained after it} for the rows that changed."""
+    followers = statements.finish_many(model, rows, status, expected, finished)
+    _send_on_commit(signals.task_finished, model, list(followers), status=status)
+    return followers
+
+
+def lock_claimed(model, task_ids, worker):
+    """Lock the rows of tasks `worker` claimed, for the rest of the transaction:
+    no revoke or sweeper changes them meanwhile. Returns {id: retries} of the
+    rows still RUNNING there (a row missing was revoked or requeued)."""
+    return statements.lock_running(model, task_ids, worker, model.STATUS_RUNNING)
 
 
 def revoke(model, ids, now):

@@ -173,6 +173,7 @@ class FakeWorker:
 
     def __init__(self, name="sweeper:2:bbbbbb", running=(), steady=True):
         self.name, self.concurrency, self.idle = name, 1, True
+        self.queues = ["default"]
         self._running, self._steady = {str(pk) for pk in running}, steady
 
     def running_ids(self):

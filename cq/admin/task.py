@@ -27,19 +27,34 @@ class TaskAdmin(admin.ModelAdmin):
         "short_id",
         "func_name",
         "status",
+        "queue",
+        "priority",
         "submitted",
         "started",
         "finished",
         "duration",
         "repeating_task",
     ]
-    list_filter = ["status", "repeating_task"]
+    list_filter = ["status", "queue", "repeating_task"]
     search_fields = ["id", "func_name"]
     list_select_related = ["repeating_task"]
     # Counting every row of a big task table on each page view is slow.
     show_full_result_count = False
     fieldsets = [
-        (None, {"fields": ["id", "func_name", "status", "worker", "repeating_task_link"]}),
+        (
+            None,
+            {
+                "fields": [
+                    "id",
+                    "func_name",
+                    "status",
+                    "queue",
+                    "priority",
+                    "worker",
+                    "repeating_task_link",
+                ]
+            },
+        ),
         ("Call", {"fields": ["arguments", "keyword_arguments"]}),
         ("Outcome", {"fields": ["outcome", "error", "traceback_text", "retries"]}),
         ("Logs", {"fields": ["log_lines"]}),

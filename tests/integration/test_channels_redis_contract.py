@@ -15,7 +15,7 @@ from channels.exceptions import ChannelFull
 from channels.layers import get_channel_layer
 from channels_redis.core import RedisChannelLayer
 
-from cq import channel, transport
+from cq import transport
 
 CHANNEL = "cq-contract"
 MESSAGE = {"type": "run_task", "task_id": "6f1c0000-0000-0000-0000-000000000001"}
@@ -61,7 +61,7 @@ def test_messages_sent_by_channels_redis_are_received_by_cq(layer):
 
 def test_messages_sent_by_cq_are_received_by_channels_redis(layer):
     async def roundtrip():
-        sent = await transport.send_many(layer, CHANNEL, [MESSAGE, {**MESSAGE, "n": 1}])
+        sent = transport.send_many_sync(layer, CHANNEL, [MESSAGE, {**MESSAGE, "n": 1}])
         return sent, [await layer.receive(CHANNEL), await layer.receive(CHANNEL)]
 
     # One batch shares one score: its order within it is not kept, its content is.
@@ -83,10 +83,11 @@ def test_connection_by_index_over_ring_size_hosts(layer):
 
 
 def test_hosts_are_decoded_to_redis_client_options(layer):
-    # cq.channel builds its synchronous inspection clients from these dicts.
+    # cq.transport builds its synchronous clients (doorbell sender, channel
+    # inspection) from these dicts.
     [host] = layer.hosts
     assert isinstance(host, dict) and host["address"].startswith("redis://")
-    assert channel._client(host).ping()
+    assert transport._sync_client(host).ping()
 
 
 def test_capacity_per_channel_is_the_same_for_both_senders():
@@ -99,7 +100,7 @@ def test_capacity_per_channel_is_the_same_for_both_senders():
     assert (layer.get_capacity(CHANNEL), layer.get_capacity("other")) == (2, 3)
 
     async def fill():
-        sent = await transport.send_many(layer, CHANNEL, [MESSAGE] * 5)
+        sent = transport.send_many_sync(layer, CHANNEL, [MESSAGE] * 5)
         with pytest.raises(ChannelFull):
             await layer.send(CHANNEL, MESSAGE)
         return sent

@@ -22,6 +22,7 @@ LATER = timedelta(seconds=11)  # past the default CQ_REQUEUE_AFTER of 10 s
 
 class IdleWorker:
     idle = True
+    queues = ["default"]
 
 
 def queued_without_doorbell(count, now):

@@ -8,7 +8,7 @@ from django.db import connection
 from django.db.migrations.loader import MigrationLoader
 from django.utils import timezone
 
-from cq import registry, scheduler
+from cq import doorbell, registry, scheduler
 from cq.consumers import run_task
 from cq.models import RepeatingTask, Task, schedule_task
 from cq.tasks import clean_up, feed, sweep
@@ -69,9 +69,9 @@ def test_sweep_queues_due_retries_and_rings_for_stale_queued_tasks():
     stale = make(status=ACTIVE, expired=False)
     Task.objects.filter(pk=stale.pk).update(submitted=now - timedelta(minutes=10))
     fresh = make(status=ACTIVE, expired=False)
-    with mock.patch("cq.housekeeping.doorbell.ring") as ring:
+    with mock.patch.object(doorbell.doorbell, "ring_rows") as ring:
         assert sweep(older_than=60) == 1
-    rung = [task_id for call in ring.call_args_list for task_id in call.args[0]]
+    rung = [task_id for call in ring.call_args_list for task_id, _ in call.args[0]]
     assert sorted(rung, key=str) == sorted([retry.pk, stale.pk], key=str)
     assert fresh.pk not in rung
     assert Task.objects.get(pk=retry.pk).status == ACTIVE

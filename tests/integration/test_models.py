@@ -13,7 +13,7 @@ from cq.exceptions import DuplicateSubmitError, InvalidTaskOption, UnknownTaskEr
 from cq.execution import run_task
 from cq.models import Task, delay
 from tests.app import tasks
-from tests.helpers import channel_depth, run_queued
+from tests.helpers import channel_depth, channel_key, run_queued
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -41,6 +41,21 @@ def test_delay_function_form_takes_a_task_or_its_name():
     by_function.refresh_from_db()
     by_name.refresh_from_db()
     assert by_function.result == by_name.result == 3
+
+
+def test_delay_args_sets_queue_and_priority_per_call_and_rings_that_queue(redis_client):
+    task = tasks.add.delay_args((1, 2), queue="emails", priority=7)
+    assert (task.queue, task.priority) == ("emails", 7)
+    assert Task.objects.filter(queue="emails", priority=7).count() == 1
+    assert channel_depth(redis_client) == 0, "not on the default queue's channel"
+    assert redis_client.zcard(channel_key() + ".emails") == 1
+
+
+@pytest.mark.parametrize("options", [{"queue": "no spaces"}, {"priority": 500}, {"priority": "1"}])
+def test_bad_queue_or_priority_per_call_raise_and_write_no_row(options):
+    with pytest.raises(InvalidTaskOption):
+        tasks.add.delay_args((1, 2), **options)
+    assert not Task.objects.exists()
 
 
 def test_delay_args_takes_options():

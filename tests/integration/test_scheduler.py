@@ -15,7 +15,7 @@ from django.db.migrations.loader import MigrationLoader
 from django.test import override_settings
 from django.utils import timezone
 
-from cq import housekeeping, scheduler
+from cq import doorbell, housekeeping, scheduler
 from cq.checks import check_time_zone_support
 from cq.consumers import run_task
 from cq.exceptions import InvalidSchedule, SerializationError, UnknownTaskError
@@ -46,6 +46,7 @@ def worker_stub(scheduler_on=True):
         concurrency=1,
         idle=False,
         scheduler=scheduler_on,
+        queues=["default"],
         heartbeat_steady=lambda: True,
         running_ids=set,
     )
@@ -422,9 +423,9 @@ def test_a_task_with_run_after_waits_in_the_table_until_due():
     assert run_task(task.pk) is None  # a doorbell that came early is ignored
     housekeeping.run_once(worker_stub(), due_at - timedelta(seconds=1))
     assert Task.objects.get(pk=task.pk).run_after == due_at
-    with mock.patch("cq.housekeeping.doorbell.ring") as ring:
+    with mock.patch.object(doorbell.doorbell, "ring_rows") as ring:
         housekeeping.run_once(worker_stub(), due_at)
-    ring.assert_called_once_with([task.pk])
+    ring.assert_called_once_with([(task.pk, "default")])
     assert run_task(task.pk).status == Task.STATUS_SUCCESS
 
 

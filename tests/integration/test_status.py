@@ -66,6 +66,26 @@ def test_status_shows_queue_workers_failures_and_channel_depth():
     assert "Failures in the last hour: 1" in output
     assert line_with("tests.app.tasks.fail", output).endswith("ValueError: boom")
     assert "WorkerLost: old" not in output
+    assert re.search(
+        r"default +waiting +2 +running +4 +oldest waits 3m \d+s, priority 0$", output, re.M
+    )
+
+
+def test_status_shows_each_queue_and_ignores_tasks_not_due_yet():
+    tasks.add.delay_args((1, 1), queue="emails", priority=5)
+    tasks.add.delay_args((1, 1), queue="emails", priority=-3)
+    tasks.add.delay_args((1, 1), countdown=86400)
+
+    output = cq_status()
+
+    assert re.search(
+        r"emails +waiting +2 +running +0 +oldest waits \d+s, priority -3..5$", output, re.M
+    )
+    assert "default" not in line_with("Queues", output)
+    assert not re.search(r"^  default ", output, re.M), "a countdown is not waiting"
+    assert (
+        "oldest queued task waits for 0s" in output or "oldest queued task waits for 1s" in output
+    )
 
 
 def test_status_says_when_redis_is_unreachable():

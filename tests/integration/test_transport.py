@@ -22,7 +22,7 @@ def layer():
 
 def test_messages_cq_sends_are_read_by_channels_redis(layer):
     async def roundtrip():
-        sent = await transport.send_many(layer, "cq-compat", [{"type": "run_task", "task_id": "a"}])
+        sent = transport.send_many_sync(layer, "cq-compat", [{"type": "run_task", "task_id": "a"}])
         return sent, await layer.receive("cq-compat")
 
     assert async_to_sync(roundtrip)() == (1, {"type": "run_task", "task_id": "a"})
@@ -43,7 +43,7 @@ def test_messages_channels_redis_sends_are_read_by_cq(layer):
 def test_send_stops_at_the_channel_capacity(layer, settings):
     async def fill():
         messages = [{"type": "run_task", "task_id": str(n)} for n in range(layer.capacity + 5)]
-        return await transport.send_many(layer, "cq-compat", messages)
+        return transport.send_many_sync(layer, "cq-compat", messages)
 
     assert async_to_sync(fill)() == layer.capacity
 
@@ -100,7 +100,7 @@ def test_a_hung_connection_misses_its_deadline_and_is_replaced(hung_redis):
         with pytest.raises(RedisTimeoutError, match="BZPOPMIN within 0.4s"):
             await receiver.receive(1, block=0.1)
         missed = time.monotonic() - started
-        await transport.send_many(layer, "cq-compat", [message])
+        transport.send_many_sync(layer, "cq-compat", [message])
         return missed, await receiver.receive(1, block=0.1)
 
     async def bounded_scenario():

@@ -152,3 +152,36 @@ def test_the_public_api_imports_from_the_package():
     assert delay is models.delay and delay_many is models.delay_many
     assert schedule_task is models.schedule_task
     assert callable(task)
+
+
+# ---- queues and priorities
+
+
+def test_queue_and_priority_default_to_default_and_zero():
+    assert (bare.queue, bare.priority) == ("default", 0)
+
+
+def test_task_takes_a_queue_and_a_priority():
+    fn = TaskFunction(bare.fn, name="tests.decorators.urgent", queue="emails", priority=-100)
+    assert (fn.queue, fn.priority) == ("emails", -100)
+
+
+@pytest.mark.parametrize("queue", ["", "has space", "dots.not", "x" * 65, None, 3])
+def test_a_bad_queue_name_is_refused_at_definition(queue):
+    with pytest.raises(InvalidTaskOption, match="queue must be a name"):
+        TaskFunction(bare.fn, name="tests.decorators.badqueue", queue=queue)
+
+
+@pytest.mark.parametrize("priority", [101, -101, True, "1", 1.5, None])
+def test_a_priority_outside_minus_100_to_100_is_refused_at_definition(priority):
+    with pytest.raises(InvalidTaskOption, match="priority must be an integer from -100 to 100"):
+        TaskFunction(bare.fn, name="tests.decorators.badpriority", priority=priority)
+
+
+def test_runworker_queues_are_checked():
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match="queue must be a name"):
+        call_command("runworker", "cq-tasks", "--queues", "ok,not ok")
+    with pytest.raises(CommandError, match="at least one queue"):
+        call_command("runworker", "cq-tasks", "--queues", " , ")

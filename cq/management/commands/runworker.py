@@ -9,6 +9,8 @@ from channels.management.commands.runworker import Command as ChannelsCommand
 from django.core.management import CommandError
 
 from cq.conf import settings as cq_settings
+from cq.exceptions import InvalidTaskOption
+from cq.queues import DEFAULT_QUEUE, parse_queues
 from cq.worker import Worker
 
 
@@ -23,6 +25,11 @@ class Command(ChannelsCommand):
             type=int,
             default=1,
             help="cq-tasks: tasks run at once, in threads (default 1).",
+        )
+        parser.add_argument(
+            "--queues",
+            default=DEFAULT_QUEUE,
+            help="cq-tasks: the queues this worker runs, comma-separated (default: default).",
         )
         parser.add_argument(
             "--no-scheduler",
@@ -48,8 +55,13 @@ class Command(ChannelsCommand):
             )
         if options["concurrency"] < 1:
             raise CommandError(f"--concurrency must be at least 1, got {options['concurrency']}")
+        try:
+            queues = parse_queues(options["queues"])
+        except InvalidTaskOption as exc:
+            raise CommandError(str(exc)) from None
         worker = Worker(
             concurrency=options["concurrency"],
+            queues=queues,
             layer_alias=options["layer"],
             scheduler=options["scheduler"],
             burst=options["burst"],

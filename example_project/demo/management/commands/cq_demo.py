@@ -161,4 +161,4 @@ def _worker_thread(write):
     finally:
         worker.stop()
         thread.join(60)
-        write(f"In-process worker stopped after {worker.handled} messages.")
+        write(f"In-process worker stopped after {worker.handled} tasks.")
