@@ -20,6 +20,7 @@ from .conf import settings as cq_settings
 from .exceptions import CQError, UnknownTaskError
 from .models import Task, check_json
 from .running import RunningTask
+from .savepoints import LazySavepoint
 
 logger = logging.getLogger(__name__)
 
@@ -105,22 +106,29 @@ def _run_together(tasks, observe):
 
 
 def _run_in_savepoint(task, observe):
-    """Run a task inside the group's transaction; (True, result) when it
-    returned a plain value whose SUCCESS the group records, else (False,
-    None) once its outcome is recorded here."""
+    """Run a task inside the group's transaction, in a savepoint taken at its
+    first statement (cq.savepoints); (True, result) when it returned a plain
+    value whose SUCCESS the group records, else (False, None) once its outcome
+    is recorded here."""
     run = RunningTask(task)
     task_function = registry.get(task.func_name)
+    savepoint = LazySavepoint()
     try:
-        with transaction.atomic():
+        with transaction.get_connection().execute_wrapper(savepoint):
             value = _call(task_function, run, observe)
-            if run.may_have_tree or isinstance(value, (RunningTask, Task)):
+            savepoint.check_not_marked()
+            plain = not run.may_have_tree and not isinstance(value, (RunningTask, Task))
+            if plain:
+                _check_result(task, value)
+            else:
                 _record_return(run, value)
-                return False, None
-            _check_result(task, value)
-            return True, value
+        savepoint.release()
+        return plain, value if plain else None
     except Discarded:
+        savepoint.rollback()
         logger.info("task outcome discarded id=%s status changed while running", task.pk)
     except BaseException as exc:  # noqa: BLE001 - a task may raise anything, even SystemExit
+        savepoint.rollback()
         _record_error(run, task_function, exc)
     return False, None
 

@@ -85,8 +85,9 @@ class Slots:
         self._stopping = False
         self._threads = []
         self.handled = 0  # tasks run (an estimate: counted without a lock)
-        # Ids (str) of the tasks claimed here and not yet finished; its lock is
-        # held across a claim, so that `running_ids` never misses a new claim.
+        # Ids (str) of the tasks claimed here and not yet finished. The lock is
+        # held across a claim and by `running_ids`, which so never misses a
+        # claim that has committed.
         self._held = set()
         self._held_lock = threading.Lock()
         # Called (from a slot thread) when the slots start waiting for a doorbell.
@@ -117,7 +118,9 @@ class Slots:
         with self._lock:
             self._wakes += 1
             self._drained = False
-            self._lock.notify_all()
+            # One slot claims for every idle one; waking all would only make
+            # them queue for the GIL to find the claim under way.
+            self._lock.notify()
 
     def stop(self):
         """Let running groups finish, hand back what was claimed but not
@@ -152,8 +155,7 @@ class Slots:
                 except Exception:  # noqa: BLE001 - the boundary: the sweeper recovers the rows
                     logger.exception("task group failed ids=%s", [str(t.pk) for t in group])
                 finally:
-                    with self._held_lock:
-                        self._held.difference_update(str(task.pk) for task in group)
+                    self._forget(group)
                     with self._lock:
                         self._running -= 1
                     last_group = time.monotonic()
@@ -184,7 +186,7 @@ class Slots:
         with self._lock:
             self._running -= 1
             self._ready.extendleft(reversed(group))
-            self._lock.notify_all()
+            self._lock.notify(len(group))
 
     def _pause(self):
         """Wait a while before the next claim or group: the database failed."""
@@ -222,7 +224,8 @@ class Slots:
                     self._ready.extend(claimed)
                     if len(claimed) < limit and self._wakes == wakes:
                         self._drained = True
-                self._lock.notify_all()
+                    # As many slots as there are tasks to take (this one too).
+                    self._lock.notify(len(claimed))
 
     def _claim(self, limit):
         """Claim up to `limit` tasks; None (and a pause) if the database failed."""
@@ -257,6 +260,10 @@ class Slots:
         else:
             doorbell.ring_rows([(task.pk, task.queue) for task in tasks])
         finally:
-            with self._held_lock:
-                self._held.difference_update(str(task.pk) for task in tasks)
+            self._forget(tasks)
             close_old_connections()
+
+    def _forget(self, tasks):
+        # One C call on the set, atomic under the GIL: no lock, so a slot that
+        # finishes never waits for another one's claim.
+        self._held.difference_update([str(task.pk) for task in tasks])

@@ -4,6 +4,7 @@ import logging
 import time
 
 from django.core.cache import cache
+from django.db import transaction
 
 from cq import task
 from tests.app.models import Note
@@ -332,3 +333,17 @@ def spawn_after_flag(cqt, flag, count):
 def call_directly(cqt, a, b):
     """Calls another task as a plain function, from inside a task."""
     return add(a, b) * 10
+
+
+@task
+def write_then_mark_rollback(cqt, text):
+    """Asks for its own writes to be undone, without raising."""
+    Note.objects.create(text=text)
+    transaction.set_rollback(True)
+    return text
+
+
+@task
+def spawn_then_fail(cqt):
+    cqt.subtask(add, (1, 1))
+    raise RuntimeError("after spawning")

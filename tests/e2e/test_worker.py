@@ -79,6 +79,8 @@ def test_claims_are_bounded_and_kill_9_loses_only_the_running_task(start_worker)
 def test_two_workers_never_run_one_task_twice(start_worker):
     for _ in range(2):
         start_worker("--concurrency", "2")
+    # Both serving before the tasks come: the first to start could claim all.
+    wait_until(lambda: WorkerHeartbeat.objects.count() == 2, message="both workers started")
     submitted = tasks.record_run.delay_many([(str(n),) for n in range(200)])
     ids = [t.pk for t in submitted]
     wait_until(

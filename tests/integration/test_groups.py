@@ -120,3 +120,35 @@ def test_claimed_tasks_never_started_go_back_to_queued_without_an_attempt():
     queued.refresh_from_db()
     assert (queued.status, queued.worker, queued.retries) == (Task.STATUS_QUEUED, "", 0)
     assert transitions.unclaim(Task, [claimed.pk], WORKER) == 0
+
+
+@WIDE
+def test_tasks_that_do_not_touch_the_database_take_no_savepoint():
+    queued = [tasks.add.delay(n, n) for n in range(4)]
+    claimed = claim()
+    with CaptureQueriesContext(connection) as queries:
+        run_group(claimed)
+    assert statuses(queued) == [Task.STATUS_SUCCESS] * 4
+    assert [Task.objects.get(pk=t.pk).result for t in queued] == [0, 2, 4, 6]
+    assert not [q for q in queries.captured_queries if "SAVEPOINT" in q["sql"]]
+
+
+@WIDE
+def test_a_task_that_marks_its_transaction_for_rollback_fails_alone():
+    queued = [
+        tasks.write_note.delay("before"),
+        tasks.write_then_mark_rollback.delay("undone"),
+        tasks.write_note.delay("after"),
+    ]
+    run_group(claim())
+    assert statuses(queued) == [Task.STATUS_SUCCESS, Task.STATUS_FAILURE, Task.STATUS_SUCCESS]
+    assert sorted(Note.objects.values_list("text", flat=True)) == ["after", "before"]
+    assert "set_rollback" in Task.objects.get(pk=queued[1].pk).error
+
+
+@WIDE
+def test_a_failing_task_in_a_group_leaves_no_subtask_and_rings_nothing_for_it():
+    queued = [tasks.spawn_then_fail.delay(), tasks.write_note.delay("kept")]
+    run_group(claim())
+    assert statuses(queued) == [Task.STATUS_FAILURE, Task.STATUS_SUCCESS]
+    assert not Task.objects.filter(parent_id=queued[0].pk).exists()
