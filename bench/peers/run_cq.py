@@ -7,6 +7,11 @@ native) and latency after 500 ms idle. --concurrency keeps the throughput jobs
 of those worker counts only (c=2 alone skips run_all's --stats job, which
 resets the system Redis's INFO counters).
 
+Before every job the task tables of the compared systems are emptied and
+vacuumed: each adapter's purge only DELETEs, and where autovacuum is off (as
+on the project's PostgreSQL) the dead rows of every earlier job pile up in
+the tables and their indexes and slow down the polling queries of the next.
+
   .venv/bin/python run_cq.py --concurrency 2 --reps 3
   .venv/bin/python run_cq.py --concurrency 2 --quick --only cq
   .venv/bin/python run_cq.py --table RUN_ID
@@ -14,7 +19,9 @@ resets the system Redis's INFO counters).
 
 import sys
 
+import psycopg
 import run_all
+from common import PG
 from run_all import L, T
 
 PLAN = [
@@ -35,6 +42,8 @@ IDLE_GAP = [
     ("django-tasks-db", "bench_django_tasks.py", []),
     ("huey-redis", "bench_huey.py", ["--kind", "redis"]),
 ]
+# The tables the adapters purge (the harness's `bench` database).
+TABLES = ["cq_task", "cq_workerheartbeat", "django_tasks_database_dbtaskresult"]
 
 
 def take_concurrency(argv):
@@ -45,6 +54,16 @@ def take_concurrency(argv):
     counts = argv[k + 1].split(",")
     del argv[k : k + 2]
     return counts
+
+
+def empty_tables():
+    with psycopg.connect(**PG, autocommit=True) as db:  # VACUUM runs outside a transaction
+        # cq's tables exist once bench_cq.py has run (it migrates them).
+        tables = [t for t in TABLES if db.execute("SELECT to_regclass(%s)", [t]).fetchone()[0]]
+        for table in tables:
+            db.execute(f"DELETE FROM {table}")
+        if tables:
+            db.execute(f"VACUUM ANALYZE {', '.join(tables)}")
 
 
 def worker_count(job):
@@ -63,7 +82,14 @@ def main():
             return jobs
         return [job for job in jobs if worker_count(job) in (None, *counts)]
 
+    run_job = run_all.run_job
+
+    def fresh_run_job(*args, **kwargs):
+        empty_tables()
+        return run_job(*args, **kwargs)
+
     run_all.PLAN, run_all.IDLE_GAP, run_all.expand = PLAN, IDLE_GAP, selected
+    run_all.run_job = fresh_run_job
     run_all.main()
 
 
