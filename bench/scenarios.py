@@ -18,7 +18,7 @@ from cq.conf import settings as cq_settings
 from cq.doorbell import doorbell
 from cq.models import Task, WorkerHeartbeat
 
-from . import metrics, probes
+from . import limits, metrics, probes
 from .sqlcount import SQLCounter
 from .tasks import NAME, noop
 from .workers import Pool
@@ -227,8 +227,10 @@ def calibration(bench, rep):
     """How fast this machine is right now, to read the other rows against on a
     noisy machine: a task row's lifecycle through the ORM alone (INSERT, then 2
     UPDATEs, each its own autocommit transaction, as the peers' `bench_orm.py`),
-    and the channel layer alone (N sends, then N receives, one asyncio loop)."""
-    count = min(bench.n, 1000)
+    the channel layer alone (N sends, then N receives, one asyncio loop), and
+    the raw database limits of `bench.limits` that the report divides cq's
+    rates by."""
+    count = calibration_count(bench)
     began = time.perf_counter()
     for i in range(count):
         row = Task.objects.create(func_name=NAME, args=[i], status=Task.STATUS_QUEUED)
@@ -241,6 +243,19 @@ def calibration(bench, rep):
     send_seconds, receive_seconds = asyncio.run(_layer_alone(count))
     bench.record("calibrate.send", count / send_seconds)
     bench.record("calibrate.receive", count / receive_seconds)
+    bench.record("calibrate.insert", limits.insert_rate(NAME, count))
+    delete_bench_rows()
+    bench.record("calibrate.batch", limits.batch_rate(NAME, batch_rows(bench)))
+    delete_bench_rows()
+
+
+def calibration_count(bench):
+    return min(bench.n, 1000)
+
+
+def batch_rows(bench):
+    # At least 20 batches, so that one slow statement does not make the rate.
+    return max(bench.n, 20 * limits.BATCH)
 
 
 async def _layer_alone(count):

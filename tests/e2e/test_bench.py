@@ -20,6 +20,8 @@ ROWS = [
     "calibration: ORM alone",
     "calibration: channel layer alone, 30 sends",
     "calibration: channel layer alone, 30 receives",
+    "calibration: insert limit, raw 1-row INSERT per autocommit transaction, 30 rows",
+    "calibration: batch limit, raw claim + finish UPDATEs of 50 rows each, 1000 rows",
     ".delay() from sync code, outside a transaction",
     ".delay() inside transactions of 100",
     "fn.delay_many() bulk enqueue",
@@ -75,12 +77,22 @@ def processes_with(marker):
     return found
 
 
-def table_rows(output):
+def table_rows(output, column=1):
+    """{label: cell}: column 1 is the result, 3 the share of its limit."""
     return {
-        line.split(" | ")[0].strip("| ").strip(): line.split(" | ")[1]
+        line.split(" | ")[0].strip("| ").strip(): line.split(" | ")[column].strip(" |")
         for line in output.splitlines()
         if line.startswith("| ") and " | " in line
     }
+
+
+# Rates shown against a calibration limit, and which one.
+OF_LIMIT = {
+    ".delay() from sync code, outside a transaction": "insert",
+    "drain, queue pre-filled, 1 worker process": "batch",
+    "end to end, enqueued while 2 worker processes drain": "batch",
+    ".delay() rate meanwhile, 2 worker processes": "insert",
+}
 
 
 @pytest.mark.slow
@@ -108,6 +120,10 @@ def test_quick_bench_prints_every_row_and_cleans_up(transactional_db):
         matches = [label for label in rows if label.startswith(row)]
         assert matches, f"row {row!r} missing from:\n{output}"
         assert rows[matches[0]] != "–", f"row {row!r} has no value:\n{output}"
+    shares = table_rows(output, column=3)
+    for row, limit in OF_LIMIT.items():
+        share = next(cell for label, cell in shares.items() if label.startswith(row))
+        assert share.endswith(f"% of {limit}"), f"row {row!r}: {share!r}\n{output}"
     assert rows["cq warnings logged by the producer (e.g. doorbell sends that failed)"] == "0"
     assert not Task.objects.filter(func_name=NAME).exists()
     assert processes_with(marker) == []
