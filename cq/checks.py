@@ -1,8 +1,11 @@
 """System checks: mistakes in settings that would silently break cq."""
 
+import difflib
+
 from django.conf import settings
 from django.core import checks
 
+from .conf import DEFAULTS
 from .conf import settings as cq_settings
 
 
@@ -101,6 +104,56 @@ def check_cache_timeout(app_configs, **kwargs):
             )
         ]
     return []
+
+
+# Cache backends that keep nothing other processes can see, and why it matters.
+PER_PROCESS_CACHES = {
+    "LocMemCache": "keeps its entries in each process: the log lines that subtasks "
+    "write on other workers are lost",
+    "DummyCache": "stores nothing: every task log line is dropped",
+}
+
+
+@checks.register()
+def check_cache_is_shared(app_configs, **kwargs):
+    # One process runs everything in serial mode, and with an in-memory
+    # channel layer (which reaches no other process) a per-process cache fits.
+    layer = getattr(settings, "CHANNEL_LAYERS", {}).get(cq_settings.CHANNEL_LAYER, {})
+    if cq_settings.SERIAL or layer.get("BACKEND", "").endswith("InMemoryChannelLayer"):
+        return []
+    backend = getattr(settings, "CACHES", {}).get(cq_settings.CACHE, {}).get("BACKEND", "")
+    kind = backend.rpartition(".")[2]
+    if kind not in PER_PROCESS_CACHES:
+        return []
+    return [
+        checks.Warning(
+            f"the cq cache {cq_settings.CACHE!r} is a {kind}, which {PER_PROCESS_CACHES[kind]}.",
+            hint="Point CQ_CACHE at a cache all workers share, e.g. "
+            '"django.core.cache.backends.redis.RedisCache".',
+            id="cq.W005",
+        )
+    ]
+
+
+SETTINGS_LIST = "cq's settings are listed in docs/settings.md (defaults in cq/conf.py)."
+
+
+@checks.register()
+def check_unknown_settings(app_configs, **kwargs):
+    # A typo (CQ_RESULTS_TTL) would otherwise leave the default silently in force.
+    known = [f"CQ_{name}" for name in DEFAULTS]
+    warnings = []
+    for name in sorted(dir(settings)):
+        if name.startswith("CQ_") and name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            warnings.append(
+                checks.Warning(
+                    f"{name} is not a cq setting; cq ignores it.",
+                    hint=f"Did you mean {close[0]}?" if close else SETTINGS_LIST,
+                    id="cq.W006",
+                )
+            )
+    return warnings
 
 
 @checks.register()

@@ -6,6 +6,9 @@ migration gets from `apps.get_model()` as on `RepeatingTask`, and the model
 itself uses them to validate and to compute `next_run`.
 """
 
+import difflib
+import inspect
+
 from django.utils import timezone
 
 from . import registry
@@ -34,6 +37,63 @@ def check_arguments(args, kwargs):
     return list(args), dict(kwargs)
 
 
+def check_signature(func_name, args, kwargs):
+    """TypeError unless the task `func_name` accepts `args` and `kwargs`: a
+    typo in a keyword would otherwise fail every run, in the worker."""
+    problem = signature_problem(func_name, args, kwargs)
+    if problem:
+        raise TypeError(problem[1])
+
+
+def signature_problem(func_name, args, kwargs):
+    """(field, message) when the task's function does not accept these
+    arguments, field being "args" or "kwargs", the one to fix; else None."""
+    fn = registry.get(func_name).fn
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # a callable without one (a builtin): nothing to check
+        return None
+    problem = _binding_problem(signature, args, kwargs)
+    if problem is None:
+        return None
+    field, reason = problem
+    return field, (
+        f"{func_name}{signature} does not accept args={list(args)!r} "
+        f"kwargs={dict(kwargs)!r}: {reason}"
+    )
+
+
+def _binding_problem(signature, args, kwargs):
+    # Bound after a stand-in for `cqt`, as the worker calls the function.
+    try:
+        signature.bind_partial(None, *args)
+    except TypeError as exc:
+        return "args", str(exc)
+    # A typo'd keyword first: binding would only say a required one is missing.
+    unexpected = _unexpected_keyword(signature, kwargs)
+    if unexpected:
+        return "kwargs", unexpected
+    try:
+        signature.bind(None, *args, **kwargs)
+    except TypeError as exc:
+        # A missing argument may be given either way; blame what was given.
+        return "kwargs" if kwargs else "args", str(exc)
+    return None
+
+
+def _unexpected_keyword(signature, kwargs):
+    params = signature.parameters.values()
+    if any(param.kind is param.VAR_KEYWORD for param in params):
+        return ""
+    names = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    for name in kwargs:
+        if name not in names:
+            close = difflib.get_close_matches(name, names, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            return f"got an unexpected keyword argument {name!r}{hint}"
+    return ""
+
+
 def validate(func_name, crontab, timezone_name, args, kwargs):
     """Field name -> error message for each invalid value; empty when all are
     valid. Empty names and crontabs are left to the fields' own blank check."""
@@ -50,6 +110,12 @@ def validate(func_name, crontab, timezone_name, args, kwargs):
             check()
         except (CQError, TypeError, ValueError) as exc:
             errors[field] = str(exc)
+    # Only arguments of the right shape, for a registered task, can be bound.
+    bindable = func_name and not errors.keys() & {"func_name", "args", "kwargs"}
+    problem = bindable and signature_problem(func_name, args, kwargs)
+    if problem:
+        field, message = problem
+        errors[field] = message
     return errors
 
 
@@ -76,6 +142,7 @@ def prepare(crontab, fn_or_name, args=(), kwargs=None, **options):
     crontab = " ".join(crontab.split())
     args, kwargs = check_arguments(args, {} if kwargs is None else kwargs)
     when = next_run(crontab, options.get("timezone", ""), options.get("enabled", True))
+    check_signature(func_name, args, kwargs)
     return {
         **options,
         "func_name": func_name,
@@ -93,6 +160,7 @@ def schedule_task(model, crontab, fn_or_name, args=(), kwargs=None, **options):
     `model` is `RepeatingTask`, or `apps.get_model("cq", "RepeatingTask")` in a
     data migration: only `model.objects.create()` is used. `options`:
     `timezone`, `coalesce`, `enabled`, `result_ttl`. Raises UnknownTaskError,
-    InvalidSchedule, SerializationError or TypeError for bad input.
+    InvalidSchedule, SerializationError or TypeError for bad input (TypeError
+    too for arguments the task's function does not accept).
     """
     return model.objects.create(**prepare(crontab, fn_or_name, args, kwargs, **options))

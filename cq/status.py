@@ -1,6 +1,7 @@
 """What an operator wants to know first when "tasks are stuck" (`cq_status`).
 
-`collect()` reads the database and the channel; `render()` turns that into text.
+`collect()` reads the database and the channel; `render()` turns that into text,
+`as_dict()` into the JSON of `cq_status --json` (for scripts and monitoring).
 Only active statuses are counted: counting finished rows would scan the table.
 """
 
@@ -192,12 +193,79 @@ def _render_workers(status):
     return lines
 
 
+def as_dict(status):
+    """What `render()` shows, as plain JSON values: ISO 8601 times in UTC and,
+    for monitoring thresholds, ages in whole seconds (null when there is none)."""
+    labels = dict(Task.STATUS_CHOICES)
+    channel_state = status.channel
+    return {
+        "at": _iso(status.now),
+        "tasks": {
+            labels[letter].lower(): status.counts.get(letter, 0)
+            for letter, _ in Task.STATUS_CHOICES
+            if letter in Task.STATUS_ACTIVE
+        },
+        "oldest_queued_seconds": _seconds(status.now, status.oldest_queued),
+        "queues": [
+            {
+                "queue": row.queue,
+                "waiting": row.queued,
+                "running": row.running,
+                "oldest_seconds": _seconds(status.now, row.oldest),
+                "priority_low": row.priorities[0] if row.priorities else None,
+                "priority_high": row.priorities[1] if row.priorities else None,
+            }
+            for row in status.queues
+        ],
+        "channel": {
+            "name": cq_settings.CHANNEL,
+            "depth": channel_state.depth if channel_state else None,
+            "capacity": channel_state.capacity if channel_state else None,
+            "problem": status.channel_problem,
+        },
+        "workers": [_worker_dict(status.now, row) for row in status.workers],
+        "workers_alive": sum(1 for row in status.workers if row.alive),
+        "failures_last_hour": status.failures,
+        "recent_failures": [
+            {
+                "id": str(task.pk),
+                "func_name": task.func_name,
+                "status": task.get_status_display().lower(),
+                "finished": _iso(task.finished),
+                "error": (task.error.splitlines() or [""])[0],
+            }
+            for task in status.recent_failures
+        ],
+    }
+
+
+def _worker_dict(now, row):
+    return {
+        "name": row.name,
+        "alive": row.alive,
+        "last_heartbeat": _iso(row.seen),
+        "heartbeat_age_seconds": _seconds(now, row.seen),
+        "running": row.running,
+        "concurrency": row.concurrency,
+        # Alive by its heartbeat but deaf: Redis has not answered it for this long.
+        "channel_down_seconds": _seconds(now, row.channel_down_since),
+    }
+
+
+def _iso(moment):
+    return None if moment is None else moment.astimezone(UTC).isoformat()
+
+
+def _seconds(now, moment):
+    return None if moment is None else max(int((now - moment).total_seconds()), 0)
+
+
 def _clock(moment):
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _age(now, moment):
-    seconds = max(int((now - moment).total_seconds()), 0)
+    seconds = _seconds(now, moment)
     if seconds < 120:
         return f"{seconds}s"
     if seconds < 7200:

@@ -112,6 +112,14 @@ def test_schedule_task_refuses_what_is_not_a_registered_task(fn):
         ({"kwargs": [1]}, TypeError, "kwargs must be a dict"),
         ({"result_ttl": -1}, TypeError, "result_ttl must be"),
         ({"next_run": NOW}, TypeError, "unknown repeating task option(s) next_run"),
+        ({"args": (1, 2, 3)}, TypeError, "too many positional arguments"),
+        ({"args": (1,)}, TypeError, "missing a required argument: 'b'"),
+        (
+            {"args": (1,), "kwargs": {"bb": 2}},
+            TypeError,
+            "tests.app.tasks.add(cqt, a, b) does not accept args=[1] kwargs={'bb': 2}: "
+            "got an unexpected keyword argument 'bb' (did you mean 'b'?)",
+        ),
     ],
 )
 def test_schedule_task_refuses_bad_input_with_a_clear_error(kwargs, error, message):
@@ -135,6 +143,23 @@ def test_clean_reports_each_bad_field():
     assert set(errors) == {"func_name", "crontab", "timezone", "args", "kwargs"}
     assert "no @task is registered as 'os.system'" in errors["func_name"][0]
     assert "the minute field '61'" in errors["crontab"][0]
+
+
+@pytest.mark.django_db
+def test_arguments_the_function_does_not_take_are_refused_before_any_run():
+    with pytest.raises(TypeError, match="unexpected keyword argument 'mesage'"):
+        RepeatingTask.schedule("0 3 * * *", tasks.fail, kwargs={"mesage": "x"})
+    assert not RepeatingTask.objects.exists()
+    typo = RepeatingTask(func_name=tasks.fail.name, crontab="0 3 * * *", kwargs={"mesage": "x"})
+    with pytest.raises(ValidationError) as raised:
+        typo.clean()
+    [message] = raised.value.message_dict["kwargs"]
+    assert message.startswith("tests.app.tasks.fail(cqt, message='boom') does not accept")
+    extra = RepeatingTask(func_name=tasks.fail.name, crontab="0 3 * * *", args=["a", "b"])
+    with pytest.raises(ValidationError) as raised:
+        extra.clean()
+    assert "too many positional arguments" in raised.value.message_dict["args"][0]
+    RepeatingTask(func_name=tasks.fail.name, crontab="0 3 * * *", kwargs={"message": "x"}).clean()
 
 
 # ---- saving recomputes next_run

@@ -1,5 +1,6 @@
 """`cq_status` tells an operator where tasks are, who runs them, what failed."""
 
+import json
 import re
 from datetime import timedelta
 from io import StringIO
@@ -86,6 +87,64 @@ def test_status_shows_each_queue_and_ignores_tasks_not_due_yet():
     assert (
         "oldest queued task waits for 0s" in output or "oldest queued task waits for 1s" in output
     )
+
+
+def test_status_json_gives_the_same_information_to_scripts():
+    now = timezone.now()
+    tasks.add.delay(1, 2)
+    tasks.add.delay_args((1, 1), queue="emails", priority=5)
+    doorbell.flush()
+    Task.objects.create(
+        func_name=tasks.add.name, status=Task.STATUS_QUEUED, submitted=now - timedelta(minutes=3)
+    )
+    tasks.add.delay_args((1, 1), countdown=86400)
+    WorkerHeartbeat.objects.create(
+        name="deaf:1:a", seen=now, concurrency=4, channel_down_since=now - timedelta(seconds=12)
+    )
+    Task.objects.create(func_name=tasks.add.name, status=Task.STATUS_RUNNING, worker="deaf:1:a")
+    Task.objects.create(
+        func_name=tasks.fail.name,
+        status=Task.STATUS_FAILURE,
+        error="ValueError: boom\nmore",
+        finished=now - timedelta(minutes=10),
+    )
+
+    out = StringIO()
+    call_command("cq_status", "--json", stdout=out)
+    report = json.loads(out.getvalue())
+
+    assert report["tasks"] == {"pending": 0, "retry": 0, "queued": 4, "running": 1, "waiting": 0}
+    assert 180 <= report["oldest_queued_seconds"] < 240, "a countdown is not waiting"
+    emails, default = sorted(report["queues"], key=lambda row: row["queue"] != "emails")
+    assert emails == {
+        "queue": "emails",
+        "waiting": 1,
+        "running": 0,
+        "oldest_seconds": emails["oldest_seconds"],
+        "priority_low": 5,
+        "priority_high": 5,
+    }
+    assert (default["queue"], default["waiting"], default["running"]) == ("default", 2, 1)
+    assert report["channel"] == {"name": "cq-tasks", "depth": 1, "capacity": 1000, "problem": ""}
+    [worker] = report["workers"]
+    assert worker["name"] == "deaf:1:a" and worker["alive"] is True
+    assert (worker["running"], worker["concurrency"]) == (1, 4)
+    assert 12 <= worker["channel_down_seconds"] < 15
+    assert worker["last_heartbeat"].endswith("+00:00")
+    assert (report["workers_alive"], report["failures_last_hour"]) == (1, 1)
+    [failure] = report["recent_failures"]
+    assert (failure["func_name"], failure["status"]) == ("tests.app.tasks.fail", "failure")
+    assert failure["error"] == "ValueError: boom"
+
+
+def test_status_json_reports_an_unreachable_channel_as_a_problem():
+    nowhere = f"redis://127.0.0.1:{free_port()}/0"
+    with override_settings(CHANNEL_LAYERS=channel_layers(address=nowhere)):
+        out = StringIO()
+        call_command("cq_status", "--json", stdout=out)
+    channel = json.loads(out.getvalue())["channel"]
+    assert (channel["depth"], channel["capacity"]) == (None, None)
+    assert channel["problem"].startswith("unreachable (")
 
 
 def test_status_says_when_redis_is_unreachable():

@@ -71,6 +71,9 @@ def test_adding_a_repeating_task_schedules_it(admin_client):
         ("func_name", "os.system", "no @task is registered as 'os.system'"),
         ("timezone", "Mars/Base", "unknown time zone 'Mars/Base'"),
         ("args", '{"a": 1}', "args must be a list"),
+        ("args", "[1, 2, 3]", "too many positional arguments"),
+        ("kwargs", '{"currencyy": "EUR"}', "unexpected keyword argument 'currencyy'"),
+        ("args", "[1]", "missing a required argument: 'b'"),
     ],
 )
 def test_invalid_input_is_shown_on_the_form(admin_client, field, value, message):

@@ -1,4 +1,4 @@
-"""System checks on the Redis settings cq relies on."""
+"""System checks on the Redis and cache settings cq relies on, and on cq's own."""
 
 import copy
 
@@ -6,7 +6,12 @@ import pytest
 from django.conf import settings
 from django.test import override_settings
 
-from cq.checks import check_cache_timeout, check_channel_layer
+from cq.checks import (
+    check_cache_is_shared,
+    check_cache_timeout,
+    check_channel_layer,
+    check_unknown_settings,
+)
 
 
 def layers_with_host(host):
@@ -47,3 +52,44 @@ def test_w004_flags_a_redis_cache_without_socket_timeout():
     local = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     with override_settings(CACHES=local):
         assert check_cache_timeout(None) == []
+
+
+@pytest.mark.parametrize(
+    "backend, problem",
+    [
+        ("django.core.cache.backends.locmem.LocMemCache", "lines that subtasks write on other"),
+        ("django.core.cache.backends.dummy.DummyCache", "every task log line is dropped"),
+    ],
+)
+def test_w005_flags_a_cq_cache_that_other_processes_cannot_see(backend, problem):
+    caches = {**settings.CACHES, "logs": {"BACKEND": backend}}
+    with override_settings(CACHES=caches, CQ_CACHE="logs"):
+        [warning] = check_cache_is_shared(None)
+    assert warning.id == "cq.W005"
+    assert "'logs'" in warning.msg and problem in warning.msg
+    assert check_cache_is_shared(None) == []  # the suite's Redis cache
+    shared = {"default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache"}}
+    with override_settings(CACHES=shared):
+        assert check_cache_is_shared(None) == []
+
+
+def test_w005_accepts_a_per_process_cache_when_everything_runs_in_one_process():
+    local = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    in_memory = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    with override_settings(CACHES=local, CQ_SERIAL=True):
+        assert check_cache_is_shared(None) == []
+    with override_settings(CACHES=local, CHANNEL_LAYERS=in_memory):
+        assert check_cache_is_shared(None) == []
+
+
+@override_settings(CQ_RESULTS_TTL=60, CQ_FLAVOUR="vanilla", CQ_RESULT_TTL=60)
+def test_w006_names_an_unknown_cq_setting_and_the_closest_known_one():
+    flavour, typo = check_unknown_settings(None)
+    assert (typo.id, flavour.id) == ("cq.W006", "cq.W006")
+    assert typo.msg == "CQ_RESULTS_TTL is not a cq setting; cq ignores it."
+    assert typo.hint == "Did you mean CQ_RESULT_TTL?"
+    assert flavour.msg.startswith("CQ_FLAVOUR is not") and "docs/settings.md" in flavour.hint
+
+
+def test_w006_is_quiet_about_the_suites_own_settings():
+    assert check_unknown_settings(None) == []

@@ -1,5 +1,7 @@
 """`cq_status`: queue depth, workers and their heartbeats, recent failures."""
 
+import json
+
 from django.core.management.base import BaseCommand
 
 from cq import status
@@ -18,8 +20,15 @@ class Command(BaseCommand):
             default=5,
             help="How many of the last hour's failures to list (default 5).",
         )
+        parser.add_argument(
+            "--json",
+            action="store_true",
+            help="Print the same information as one JSON object, for scripts and monitoring.",
+        )
 
     def handle(self, *args, **options):
-        self.stdout.write(
-            status.render(status.collect(failures_shown=options["failures"])), ending=""
-        )
+        state = status.collect(failures_shown=options["failures"])
+        if options["json"]:
+            self.stdout.write(json.dumps(status.as_dict(state), indent=2))
+        else:
+            self.stdout.write(status.render(state), ending="")
