@@ -15,6 +15,7 @@ from .exceptions import (
     InvalidTaskOption,
     SerializationError,
     UnknownTaskError,
+    WaitTimeout,
 )
 from .schedules import schedule_task
 
@@ -30,6 +31,7 @@ __all__ = [
     "SerializationError",
     "Task",
     "UnknownTaskError",
+    "WaitTimeout",
     "__version__",
     "delay",
     "delay_many",

@@ -15,7 +15,7 @@ from functools import partial
 from django.db import transaction
 from django.utils import timezone
 
-from . import doorbell, logs, registry, transitions
+from . import doorbell, logs, registry, storable, transitions
 from .conf import settings as cq_settings
 
 logger = logging.getLogger(__name__)
@@ -169,15 +169,42 @@ def _after_final(task, followers, has_tree):
 
 
 def _call_errorbacks(task):
+    failures = []
     for entry in task.errorbacks:
+        name = entry.get("func_name")
         try:
-            errorback = registry.get(entry["func_name"])
+            errorback = registry.get(name)
             with transaction.atomic():
                 errorback.fn(task, task.error, *entry["args"], **entry["kwargs"])
-        except Exception:
-            logger.exception(
-                "errorback failed task id=%s errorback=%s", task.pk, entry.get("func_name")
-            )
+        except Exception as exc:
+            logger.exception("errorback failed task id=%s errorback=%s", task.pk, name)
+            failures.append(f"errorback {name} failed: {_describe(exc)}")
+    if failures:
+        _note_errorback_failures(task, failures)
+
+
+def _describe(exc):
+    try:
+        return f"{type(exc).__name__}: {exc}"
+    except Exception:  # noqa: BLE001 - a broken __str__ must not cost the note
+        return f"{type(exc).__name__}: <unprintable>"
+
+
+def _note_errorback_failures(task, failures):
+    """Append the failed errorbacks to the task's `error`, where an operator
+    looks (admin, cq_status), not only to the worker's stderr.
+
+    The outcome is already written in this transaction: the note takes a
+    savepoint of its own and touches only the error text of a row still in
+    the status just written, so a failure here costs the note, never the outcome."""
+    error = storable.text("\n".join([task.error, *failures]))
+    try:
+        with transaction.atomic():
+            type(task).objects.filter(pk=task.pk, status=task.status).update(error=error)
+    except Exception as exc:  # noqa: BLE001 - the outcome matters more than the note
+        logger.warning("errorback failures not noted task id=%s error=%r", task.pk, exc)
+    else:
+        task.error = error
 
 
 def _store_logs_when_tree_done(task):

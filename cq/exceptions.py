@@ -27,5 +27,9 @@ class InvalidSchedule(CQError, ValueError):
     """A cron string or a time zone of a repeating task is not valid."""
 
 
+class WaitTimeout(CQError, TimeoutError):
+    """`task.wait(timeout, raise_on_timeout=True)` ran out of time before the task was done."""
+
+
 class ConfigurationError(CQError, ImproperlyConfigured):
     """cq's settings do not fit together."""

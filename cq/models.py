@@ -1,5 +1,6 @@
 """cq's tables. The row is the truth; a channel message only says "look at row X"."""
 
+import inspect
 import logging
 import uuid
 
@@ -11,7 +12,7 @@ from django.utils import timezone
 from . import enqueue, registry, transitions
 from .completion import notify_parent, release_chained
 from .enqueue import delay, delay_many  # noqa: F401 - also importable from here, as before
-from .exceptions import DuplicateSubmitError
+from .exceptions import DuplicateSubmitError, InvalidTaskOption, WaitTimeout
 from .queues import DEFAULT_QUEUE
 from .revoking import revoke_tree
 from .schedules import next_run, schedule_task, validate  # noqa: F401 - schedule_task: django-cq's import path
@@ -261,13 +262,21 @@ class Task(models.Model):
         """Id of the top-level task of this tree, which collects its logs."""
         return self.root_id or self.pk
 
-    def wait(self, timeout=None):
-        """Block until the task is done or `timeout` seconds pass; return it refreshed."""
+    def wait(self, timeout=None, raise_on_timeout=False):
+        """Block until the task is done or `timeout` seconds pass; return it refreshed.
+
+        On timeout the task is returned as last read, not done (django-cq's
+        behaviour), unless `raise_on_timeout=True`: then WaitTimeout is raised."""
         latest = wait_for(self, timeout)
         if latest is None:
             raise Task.DoesNotExist(f"task {self.pk} was deleted while it was waited for")
         for field in self._meta.concrete_fields:
             setattr(self, field.attname, getattr(latest, field.attname))
+        if raise_on_timeout and not self.is_done:
+            raise WaitTimeout(
+                f"task {self.pk} ({self.func_name}) not done after {timeout:g}s: "
+                f"status {self.get_status_display()}"
+            )
         return self
 
     # ---- the API a running task (`cqt`) offers
@@ -295,9 +304,12 @@ class Task(models.Model):
         return follower
 
     def errorback(self, fn, args=(), kwargs=None):
-        """Call `fn(task, error, *args, **kwargs)` if this task finally fails."""
+        """Call `fn(failed_task, error, *args, **kwargs)` if this task finally
+        fails: the errorback takes the failed task and its error text, no `cqt`."""
+        errorback = registry.resolve(fn)
+        _check_errorback_signature(errorback, args, kwargs or {})
         entry = {
-            "func_name": registry.resolve(fn).name,
+            "func_name": errorback.name,
             "args": list(args),
             "kwargs": dict(kwargs or {}),
         }
@@ -335,6 +347,24 @@ class Task(models.Model):
             self.refresh_from_db()
             notify_parent(self)
         return self
+
+
+def _check_errorback_signature(errorback, args, kwargs):
+    """Refuse at registration an errorback that could not be called as
+    `fn(failed_task, error, *args, **kwargs)`: in the worker, the call would
+    fail only after the task did, with nobody watching."""
+    try:
+        signature = inspect.signature(errorback.fn)
+    except (TypeError, ValueError):
+        return  # a callable Python cannot describe: trust it
+    try:
+        signature.bind(None, "", *args, **kwargs)
+    except TypeError as exc:
+        raise InvalidTaskOption(
+            f"errorback {errorback.name}{signature} cannot be called as "
+            f"fn(failed_task, error, *{list(args)!r}, **{kwargs!r}): {exc}; "
+            "an errorback takes the failed task and its error first, and no cqt"
+        ) from None
 
 
 class WorkerHeartbeat(models.Model):

@@ -156,6 +156,24 @@ def report_failure(failed, error, label):
 
 
 @task
+def broken_errorback(failed, error):
+    Note.objects.create(text="rolled back with the errorback's savepoint")
+    raise TypeError("the errorback is broken")
+
+
+@task
+def errorback_with_cqt(cqt, failed, error, channel):
+    """The natural guess at an errorback's signature, which is wrong: no cqt."""
+
+
+@task
+def fail_with_broken_errorback(cqt, label):
+    cqt.errorback(broken_errorback)
+    cqt.errorback(report_failure, (label,))
+    raise ValueError("needs reporting")
+
+
+@task
 def fail_with_errorback(cqt, label):
     cqt.errorback(report_failure, (label,))
     raise ValueError("needs reporting")

@@ -1,5 +1,6 @@
 """`runworker cq-tasks` as real processes: prefetch, concurrency, faults, shutdown."""
 
+import re
 import signal
 import time
 
@@ -7,8 +8,10 @@ import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.core.management import CommandError, call_command
+from django.db import connection
 from django.test import override_settings
 
+import cq
 from cq import checks
 from cq.doorbell import doorbell
 from cq.models import Task, WorkerHeartbeat
@@ -157,6 +160,18 @@ def test_burst_mode_runs_a_whole_tree_then_exits_0(start_worker):
     parent.refresh_from_db()
     assert parent.status == Task.STATUS_SUCCESS
     assert not Task.objects.active().exists()
+
+
+def test_a_worker_prints_its_banner_as_it_starts(start_worker):
+    worker = start_worker("--burst", "--concurrency", "2", "--queues", "default,emails")
+    assert worker.wait(60) == 0
+    output = worker.output()
+    assert f"cq {cq.__version__} worker " in output
+    assert "queues:        default, emails" in output
+    assert "concurrency:   2" in output
+    assert f"database:      {connection.vendor} {connection.settings_dict['NAME']}" in output
+    assert "channel layer: default: channels_redis.core.RedisChannelLayer redis://" in output
+    assert re.search(r"tasks: +\d+ registered", output)
 
 
 def test_a_worker_with_work_in_hand_is_not_idle():

@@ -9,6 +9,7 @@ from django.core.cache import cache
 from django.db import connection
 from django.utils import timezone
 
+from cq.exceptions import InvalidTaskOption
 from cq.execution import claim, run_task
 from cq.models import Task
 from tests.app import tasks
@@ -343,6 +344,29 @@ def test_an_errorback_is_called_when_a_subtask_fails():
     run_queued()
     assert fresh(task).status == Task.STATUS_INCOMPLETE
     assert Note.objects.get().text.startswith("tree: tests.app.tasks.spawn_with_errorback: subtask")
+
+
+def test_a_failing_errorback_is_noted_in_the_task_error_and_the_others_still_run():
+    task = tasks.fail_with_broken_errorback.delay("alert")
+    run_queued()
+    task = fresh(task)
+    assert task.status == Task.STATUS_FAILURE
+    assert task.error == (
+        "ValueError: needs reporting\n"
+        "errorback tests.app.tasks.broken_errorback failed: TypeError: the errorback is broken"
+    )
+    # The broken errorback's own write rolled back; the next errorback ran.
+    assert Note.objects.get().text.startswith("alert: tests.app.tasks.fail_with_broken_errorback")
+
+
+def test_an_errorback_that_cannot_take_the_failed_task_and_error_is_refused():
+    task = tasks.add.delay(1, 1)
+    with pytest.raises(InvalidTaskOption, match=r"errorback_with_cqt\(cqt, failed.*no cqt"):
+        task.errorback(tasks.errorback_with_cqt, ("#ops",))
+    with pytest.raises(InvalidTaskOption, match="too many"):
+        task.errorback(tasks.report_failure, ("label", "extra"))
+    task.errorback(tasks.report_failure, kwargs={"label": "ok"})
+    assert [e["func_name"] for e in fresh(task).errorbacks] == [tasks.report_failure.name]
 
 
 def test_no_errorback_is_called_on_success():

@@ -9,7 +9,12 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from cq.exceptions import DuplicateSubmitError, InvalidTaskOption, UnknownTaskError
+from cq.exceptions import (
+    DuplicateSubmitError,
+    InvalidTaskOption,
+    UnknownTaskError,
+    WaitTimeout,
+)
 from cq.execution import run_task
 from cq.models import Task, delay
 from tests.app import tasks
@@ -200,6 +205,20 @@ def test_wait_returns_the_refreshed_task_once_done():
     task = tasks.add.delay(1, 1)
     run_task(task.pk)
     assert task.wait(timeout=5).result == 2
+
+
+def test_wait_raises_on_timeout_when_asked_naming_the_task_and_its_status():
+    task = tasks.add.delay(1, 1)
+    with pytest.raises(WaitTimeout, match=f"task {task.pk} .* status Queued") as raised:
+        task.wait(timeout=0.2, raise_on_timeout=True)
+    assert isinstance(raised.value, TimeoutError)
+    assert task.status == Task.STATUS_QUEUED
+
+
+def test_wait_with_raise_on_timeout_returns_a_done_task():
+    task = tasks.add.delay(1, 1)
+    run_task(task.pk)
+    assert task.wait(timeout=5, raise_on_timeout=True).result == 2
 
 
 # ---- revoke

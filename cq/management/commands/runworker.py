@@ -8,6 +8,7 @@ from channels import DEFAULT_CHANNEL_LAYER
 from channels.management.commands.runworker import Command as ChannelsCommand
 from django.core.management import CommandError
 
+from cq.banner import banner
 from cq.conf import settings as cq_settings
 from cq.exceptions import InvalidTaskOption
 from cq.queues import DEFAULT_QUEUE, parse_queues
@@ -66,4 +67,8 @@ class Command(ChannelsCommand):
             scheduler=options["scheduler"],
             burst=options["burst"],
         )
+        self.stdout.write(banner(worker))
+        # Redirected to a file or a pipe, stdout is block-buffered: without a
+        # flush the banner would show only when the worker exits.
+        self.stdout.flush()
         worker.run()
