@@ -365,3 +365,16 @@ def write_then_mark_rollback(cqt, text):
 def spawn_then_fail(cqt):
     cqt.subtask(add, (1, 1))
     raise RuntimeError("after spawning")
+
+
+@task
+def describe_call(cqt, amount):
+    """What the function received, as it saw it: an argument's type and value,
+    and what `cqt.subtasks` is once it launched one subtask."""
+    from django.db.models import Manager
+
+    cqt.subtask(add, (1, 1))
+    return {
+        "amount": [type(amount).__name__, amount],
+        "subtasks": [isinstance(cqt.subtasks, Manager), cqt.subtasks.count()],
+    }
