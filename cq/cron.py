@@ -26,9 +26,12 @@ from .exceptions import InvalidSchedule
 FIELDS = (
     ("minute", "0-59"),
     ("hour", "0-23"),
-    ("day-of-month", "1-31"),
+    ("day-of-month", "1-31, L for the last day, 15W for the weekday nearest the 15th"),
     ("month", "1-12 or jan-dec"),
-    ("day-of-week", "0-7 or sun-sat; 0 and 7 are Sunday"),
+    (
+        "day-of-week",
+        "0-7 or sun-sat; 0 and 7 are Sunday; 1#2 for the second Monday, L5 for the last Friday",
+    ),
 )
 
 ALIASES = {
@@ -51,9 +54,12 @@ def expand(crontab):
     text = ALIASES.get(text.lower(), text)
     fields = text.split()
     if len(fields) != 5:
+        # croniter would read a sixth field as seconds: cq's scheduler ticks
+        # once a minute, so a schedule in seconds would silently not be kept.
+        extra = "; there is no seconds field" if len(fields) == 6 else ""
         raise InvalidSchedule(
             f"{crontab!r} has {len(fields)} field(s); a crontab has five: "
-            "minute hour day-of-month month day-of-week, e.g. '0 3 * * *'"
+            f"minute hour day-of-month month day-of-week, e.g. '0 3 * * *'{extra}"
         )
     for position, (name, allowed) in enumerate(FIELDS):
         # Check each field alone, so that the error can name the bad one.

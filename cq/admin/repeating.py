@@ -17,6 +17,7 @@ from ..cron import get_zone, upcoming
 from ..describe import describe
 from ..exceptions import CQError
 from ..models import RepeatingTask
+from .times import moment
 
 # Upcoming runs shown on a repeating task's page.
 UPCOMING = 5
@@ -69,8 +70,8 @@ class RepeatingTaskAdmin(admin.ModelAdmin):
         "crontab",
         "description",
         "zone",
-        "last_run",
-        "next_run",
+        "last_run_time",
+        "next_run_time",
         "enabled",
         "coalesce",
     ]
@@ -79,11 +80,11 @@ class RepeatingTaskAdmin(admin.ModelAdmin):
     # Each action changes the schedule or launches a run: it needs the change
     # permission, as the change form does (a viewer sees no action at all).
     actions = ["run_now", "enable", "disable"]
-    readonly_fields = ["description", "upcoming_runs", "last_run", "next_run", "runs"]
+    readonly_fields = ["description", "upcoming_runs", "last_run_time", "next_run_time", "runs"]
     fieldsets = [
         (None, {"fields": ["func_name", "args", "kwargs", "result_ttl"]}),
         ("Schedule", {"fields": ["crontab", "description", "timezone", "enabled", "coalesce"]}),
-        ("Runs", {"fields": ["last_run", "next_run", "upcoming_runs", "runs"]}),
+        ("Runs", {"fields": ["last_run_time", "next_run_time", "upcoming_runs", "runs"]}),
     ]
 
     @admin.display(description="schedule")
@@ -94,6 +95,21 @@ class RepeatingTaskAdmin(admin.ModelAdmin):
     def zone(self, obj):
         return obj.timezone or settings.TIME_ZONE
 
+    # Runs on the schedule's own clock: "08:00 Europe/Paris" beside "0 8 * * *".
+    @admin.display(description="last run", ordering="last_run")
+    def last_run_time(self, obj):
+        return moment(obj.last_run, self._zone_of(obj))
+
+    @admin.display(description="next run", ordering="next_run")
+    def next_run_time(self, obj):
+        return moment(obj.next_run, self._zone_of(obj))
+
+    def _zone_of(self, obj):
+        try:
+            return get_zone(obj.timezone)
+        except CQError:  # an unknown zone stored earlier: the project's, not a crash
+            return None
+
     @admin.display(description=f"next {UPCOMING} runs")
     def upcoming_runs(self, obj):
         if not obj.pk or not obj.enabled:
@@ -103,9 +119,7 @@ class RepeatingTaskAdmin(admin.ModelAdmin):
             runs = upcoming(obj.crontab, timezone.now(), zone, UPCOMING)
         except CQError as exc:
             return str(exc)
-        return format_html_join(
-            BR, "{}", ((f"{run.astimezone(zone):%Y-%m-%d %H:%M %Z}",) for run in runs)
-        )
+        return format_html_join(BR, "{}", ((moment(run, zone),) for run in runs))
 
     @admin.display(description="launched tasks")
     def runs(self, obj):

@@ -13,6 +13,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from ..models import Task
+from .times import moment
 
 # Subtasks or chained tasks linked from a task's page.
 MOST_LINKS = 50
@@ -29,9 +30,9 @@ class TaskAdmin(admin.ModelAdmin):
         "status",
         "queue",
         "priority",
-        "submitted",
-        "started",
-        "finished",
+        "submitted_time",
+        "started_time",
+        "finished_time",
         "duration",
         "repeating_task",
     ]
@@ -75,13 +76,13 @@ class TaskAdmin(admin.ModelAdmin):
             "Timings",
             {
                 "fields": [
-                    "submitted",
-                    "run_after",
-                    "started",
-                    "finished",
+                    "submitted_time",
+                    "run_after_time",
+                    "started_time",
+                    "finished_time",
                     "waited",
                     "duration",
-                    "result_expiry",
+                    "result_expiry_time",
                 ]
             },
         ),
@@ -100,6 +101,28 @@ class TaskAdmin(admin.ModelAdmin):
     @admin.display(description="id")
     def short_id(self, obj):
         return str(obj.pk)[:8]
+
+    # Django's default format drops the seconds, which tell apart the steps of
+    # a run that lasted a few of them.
+    @admin.display(description="submitted", ordering="submitted")
+    def submitted_time(self, obj):
+        return moment(obj.submitted)
+
+    @admin.display(description="run after", ordering="run_after")
+    def run_after_time(self, obj):
+        return moment(obj.run_after)
+
+    @admin.display(description="started", ordering="started")
+    def started_time(self, obj):
+        return moment(obj.started)
+
+    @admin.display(description="finished", ordering="finished")
+    def finished_time(self, obj):
+        return moment(obj.finished)
+
+    @admin.display(description="result expiry", ordering="result_expiry")
+    def result_expiry_time(self, obj):
+        return moment(obj.result_expiry)
 
     @admin.display(description="ran for")
     def duration(self, obj):

@@ -2,7 +2,7 @@
 staff user with only some permissions)."""
 
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.contrib.messages import get_messages
@@ -68,6 +68,7 @@ def test_adding_a_repeating_task_schedules_it(admin_client):
     [
         ("crontab", "61 * * * *", "the minute field '61' is not valid"),
         ("crontab", "* * * *", "has 4 field(s); a crontab has five"),
+        ("crontab", "*/5 * * * * 30", "there is no seconds field"),
         ("func_name", "os.system", "no @task is registered as 'os.system'"),
         ("timezone", "Mars/Base", "unknown time zone 'Mars/Base'"),
         ("args", '{"a": 1}', "args must be a list"),
@@ -97,18 +98,30 @@ def test_changing_the_crontab_in_the_admin_recomputes_next_run(admin_client):
 def test_the_change_page_shows_the_schedule_and_the_next_five_runs(admin_client):
     task = RepeatingTask.schedule("0 3 * * *", tasks.add, (1, 2), timezone="Europe/Paris")
     page = admin_client.get(change_url(task)).content.decode()
-    assert "Every day at 03:00" in page
+    assert "At 03:00" in page
     zone = get_zone("Europe/Paris")
     for run in upcoming("0 3 * * *", timezone.now(), zone, 5):
-        assert f"{run.astimezone(zone):%Y-%m-%d %H:%M %Z}" in page
+        assert f"{run.astimezone(zone):%Y-%m-%d %H:%M:%S} Europe/Paris" in page
+
+
+def test_next_run_is_shown_on_the_schedules_own_clock_with_its_zone_named(admin_client):
+    task = RepeatingTask.schedule("0 8 * * *", tasks.add, (1, 2), timezone="Europe/Paris")
+    RepeatingTask.objects.filter(pk=task.pk).update(
+        next_run=datetime(2026, 11, 26, 7, 0, tzinfo=UTC),
+        last_run=datetime(2026, 11, 25, 7, 0, 5, tzinfo=UTC),
+    )
+    for url in (REPEATING_LIST, change_url(task)):
+        page = admin_client.get(url).content.decode()
+        assert "2026-11-26 08:00:00 Europe/Paris" in page
+        assert "2026-11-25 08:00:05 Europe/Paris" in page
 
 
 def test_the_list_describes_each_schedule(admin_client):
     RepeatingTask.schedule("*/5 * * * *", tasks.add, (1, 2))
-    RepeatingTask.schedule("0 9 * * 1-5", tasks.add, (1, 2))
+    RepeatingTask.schedule("*/5 9-17 * * 1-5", tasks.add, (1, 2))
     page = admin_client.get(REPEATING_LIST).content.decode()
     assert "Every 5 minutes" in page
-    assert "At 09:00 on weekdays" in page
+    assert "Every 5 minutes, between 09:00 and 17:59, Monday through Friday" in page
 
 
 def run_action(client, action, objects):
@@ -227,6 +240,19 @@ def test_the_task_page_links_the_tree_and_the_chain(admin_client):
     assert change_url(follower) in page
     child_page = admin_client.get(change_url(child)).content.decode()
     assert child_page.count(change_url(parent)) >= 2  # parent and top-level task
+
+
+def test_task_times_are_shown_to_the_second_with_the_zone_named(admin_client):
+    task = Task.objects.create(func_name="tests.app.tasks.add", args=[1, 2], kwargs={})
+    Task.objects.filter(pk=task.pk).update(
+        submitted=datetime(2026, 11, 25, 9, 30, 1, tzinfo=UTC),
+        started=datetime(2026, 11, 25, 9, 30, 2, tzinfo=UTC),
+        finished=datetime(2026, 11, 25, 9, 30, 7, tzinfo=UTC),
+    )
+    for url in (TASK_LIST, change_url(task)):
+        page = admin_client.get(url).content.decode()
+        for second in ("01", "02", "07"):
+            assert f"2026-11-25 09:30:{second} UTC" in page
 
 
 def test_tasks_cannot_be_added_changed_or_deleted(admin_client):

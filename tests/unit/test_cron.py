@@ -42,6 +42,8 @@ def test_valid_crontabs_expand_to_five_fields(crontab, expected):
     [
         ("* * * *", "has 4 field(s); a crontab has five: minute hour"),
         ("* * * * * *", "has 6 field(s)"),
+        ("*/5 * * * * 30", "there is no seconds field"),
+        ("0 0 * * 5L", "1#2 for the second Monday, L5 for the last Friday"),
         ("", "has 0 field(s)"),
         ("61 * * * *", "the minute field '61' is not valid (allowed: 0-59"),
         ("* 24 * * *", "the hour field '24' is not valid (allowed: 0-23"),
@@ -159,27 +161,40 @@ def test_every_minute_is_continuous_across_both_changes():
     [
         ("* * * * *", "Every minute"),
         ("*/5 * * * *", "Every 5 minutes"),
-        ("0 * * * *", "Every hour, on the hour"),
-        ("15,45 * * * *", "Every hour at minutes 15 and 45"),
-        ("0 */2 * * *", "Every 2 hours at minute 0"),
-        ("30 3 * * *", "Every day at 03:30"),
-        ("@daily", "Every day at 00:00"),
-        ("0 3,15 * * *", "Every day at 03:00 and 15:00"),
-        ("0 9-17 * * *", "Every hour from 09:00 to 17:00"),
-        ("0 9 * * 1-5", "At 09:00 on weekdays"),
-        ("0 9 * * mon-fri", "At 09:00 on weekdays"),
-        ("0 10 * * sat,sun", "At 10:00 on weekends"),
-        ("0 9 * * 1,3,5", "At 09:00 on Monday, Wednesday and Friday"),
-        ("*/15 * * * 1-5", "Every 15 minutes on weekdays"),
-        ("0 0 1 * *", "At 00:00 on day 1 of the month"),
-        ("0 0 1,15 * *", "At 00:00 on days 1 and 15 of the month"),
-        ("0 0 1 1 *", "At 00:00 on 1 January"),
+        ("@daily", "At 00:00"),
+        ("0 9 * * mon-fri", "At 09:00, Monday through Friday"),
+        ("0 9 * * 1,3,5", "At 09:00, only on Monday, Wednesday, and Friday"),
+        ("0 0 1 1 *", "At 00:00, on day 1 of the month, only in January"),
+        (
+            "*/5 9-17 * * 1-5",
+            "Every 5 minutes, between 09:00 and 17:59, Monday through Friday",
+        ),
+        (
+            "0 8-18/2 * * mon-fri",
+            "Every 2 hours, between 08:00 and 18:59, Monday through Friday",
+        ),
     ],
 )
 def test_common_crontabs_are_described(crontab, text):
     assert describe(crontab) == text
 
 
-@pytest.mark.parametrize("crontab", ["0 0 L * *", "0-30/7 1-3 * * *", "0 0 * 1 *", "bad", ""])
+@pytest.mark.parametrize(
+    "crontab, text",
+    [
+        ("0 0 L * *", "At 00:00, on the last day of the month"),
+        ("0 0 15W * *", "At 00:00, on the weekday nearest day 15 of the month"),
+        ("0 0 * * 1#1", "At 00:00, on the first Monday of the month"),
+        ("0 0 * * L5", "At 00:00, on the last Friday of the month"),
+    ],
+)
+def test_the_cron_extensions_cq_accepts_are_described(crontab, text):
+    expand(crontab)
+    assert describe(crontab) == text
+
+
+# Invalid ones, and a list of nth weekdays that the library words with a blank
+# where the ordinals should be ("on the  Monday and Friday of the month").
+@pytest.mark.parametrize("crontab", ["0 0 * * mon#2,fri#3", "bad", "61 * * * *", ""])
 def test_other_crontabs_are_shown_as_written(crontab):
     assert describe(crontab) == crontab
