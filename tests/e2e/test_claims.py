@@ -4,6 +4,7 @@ import signal
 import time
 
 import pytest
+from django.db import transaction
 from django.db.models import Count
 
 from cq.models import Task
@@ -19,14 +20,18 @@ def wait_all_done(ids, timeout=120):
 
 
 def test_with_one_busy_slot_high_priority_tasks_run_first_once_it_frees(start_worker):
-    blocker = tasks.sleep.delay(2)
+    # Not atomic: on SQLite an atomic task holds the write lock while it runs,
+    # and the burst below would wait for it.
+    blocker = tasks.nap.delay(2)
     start_worker()
     wait_until(
         lambda: Task.objects.get(pk=blocker.pk).status == Task.STATUS_RUNNING,
         message="the slot busy",
     )
-    low = [tasks.write_note.delay_args((f"low {n}",), priority=-10) for n in range(3)]
-    high = [tasks.write_note.delay_args((f"high {n}",), priority=10) for n in range(3)]
+    with transaction.atomic():  # the burst becomes visible at once
+        low = [tasks.write_note.delay_args((f"low {n}",), priority=-10) for n in range(3)]
+        high = [tasks.write_note.delay_args((f"high {n}",), priority=10) for n in range(3)]
+    assert Task.objects.get(pk=blocker.pk).status == Task.STATUS_RUNNING, "still busy"
     wait_all_done([t.pk for t in low + high])
     ran = list(Note.objects.order_by("id").values_list("text", flat=True))
     assert ran == [f"high {n}" for n in range(3)] + [f"low {n}" for n in range(3)]
