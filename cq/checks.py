@@ -17,7 +17,7 @@ def check_app_order(app_configs, **kwargs):
         return [
             checks.Error(
                 "'cq' is listed after 'channels' in INSTALLED_APPS, so `runworker` is "
-                "channels' own: it would run cq-tasks without bounded prefetch or recovery.",
+                "channels' own: it would run cq-tasks without batched claims or recovery.",
                 hint="Move 'cq' above 'channels' in INSTALLED_APPS.",
                 id="cq.E001",
             )

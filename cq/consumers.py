@@ -38,8 +38,9 @@ def handle_message(message, worker=""):
 class CQConsumer(SyncConsumer):
     """Route `cq-tasks` here: `ChannelNameRouter({"cq-tasks": CQConsumer.as_asgi()})`.
 
-    cq's own `runworker cq-tasks` calls `handle_message` directly, with bounded
-    prefetch and concurrency; this consumer serves channels' stock worker.
+    cq's own `runworker cq-tasks` does not use it: its slots claim from the
+    table (cq.slots). This consumer serves channels' stock worker, one
+    message and one task at a time.
     """
 
     @property

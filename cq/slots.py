@@ -228,8 +228,8 @@ class Slots:
                     self._lock.notify(len(claimed))
 
     def _claim(self, limit):
-        """Claim up to `limit` tasks; None (and a pause) if the database failed."""
-        close_old_connections()
+        """Claim up to `limit` tasks; None (and a pause) if the database failed.
+        A stale connection fails here and is replaced before the next try."""
         try:
             with self._held_lock:
                 claimed = transitions.claim_batch(

@@ -56,7 +56,6 @@ class Worker:
         self.concurrency = concurrency
         self.queues = [check_queue(queue) for queue in (queues or [DEFAULT_QUEUE])]
         self.channels = [channel_for(queue) for queue in self.queues]
-        self.channel = ", ".join(self.channels)
         self.layer_alias = layer_alias or cq_settings.CHANNEL_LAYER
         self.scheduler = cq_settings.SCHEDULER if scheduler is None else scheduler
         # Burst mode: exit once no task is left (tests, benchmarks, scripts).

@@ -1,4 +1,4 @@
-"""`runworker cq-tasks` as real processes: prefetch, concurrency, faults, shutdown."""
+"""`runworker cq-tasks` as real processes: bounded claims, concurrency, faults, shutdown."""
 
 import re
 import signal
