@@ -64,7 +64,7 @@ ifeq ($(PYTHON312),)
 	@echo "test-django6: no Python 3.12 found (set PYTHON312=...); Django 6 run skipped"
 else
 	$(MAKE) $(BIN6)/.installed
-	CQ_TEST_DB=postgres CQ_TEST_SUFFIX=dj6 $(BIN6)/python -m pytest $(PYTEST_ARGS)
+	CQ_TEST_DB=postgres CQ_TEST_SUFFIX=$(CQ_TEST_SUFFIX)dj6 $(BIN6)/python -m pytest $(PYTEST_ARGS)
 endif
 
 .venv-contract-oldest/.installed: setup.py pyproject.toml
