@@ -97,7 +97,8 @@ def _finished(task, status, fields):
     task.status = status
     for name, value in fields.items():
         setattr(task, name, value)
-    logger.info("task id=%s name=%s status=%s", task.pk, task.func_name, status)
+    # The status by name (SUCCESS), not its stored letter (S): the worker shows this line.
+    logger.info("task id=%s name=%s status=%s", task.pk, task.func_name, task.Status(status).name)
 
 
 def wait_for_subtasks(task, result):

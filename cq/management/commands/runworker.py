@@ -13,6 +13,7 @@ from cq.conf import settings as cq_settings
 from cq.exceptions import InvalidTaskOption
 from cq.queues import DEFAULT_QUEUE, parse_queues
 from cq.worker import Worker
+from cq.worker_logging import install_default as install_default_logging
 
 
 class Command(ChannelsCommand):
@@ -67,6 +68,7 @@ class Command(ChannelsCommand):
             scheduler=options["scheduler"],
             burst=options["burst"],
         )
+        install_default_logging()
         self.stdout.write(banner(worker))
         # Redirected to a file or a pipe, stdout is block-buffered: without a
         # flush the banner would show only when the worker exits.
