@@ -5,6 +5,8 @@ The models load with Django's apps, so `Task` and `RepeatingTask` are imported
 on first use, not when this package is.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from .decorators import task
 from .enqueue import delay, delay_many
 from .exceptions import (
@@ -39,10 +41,14 @@ __all__ = [
     "task",
 ]
 
+if TYPE_CHECKING:
+    # For type checkers only: at runtime the models load on first use, below.
+    from .models import RepeatingTask, Task
+
 _MODELS = ("Task", "RepeatingTask")
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> Any:
     if name in _MODELS:
         from . import models
 

@@ -4,20 +4,31 @@ import functools
 import inspect
 import logging
 import numbers
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
 
 from . import registry
 from .exceptions import InvalidTaskOption
 from .queues import DEFAULT_QUEUE, check_priority, check_queue
 
+if TYPE_CHECKING:
+    from .models import Task
+
 logger = logging.getLogger(__name__)
 
+# A task function's parameters after `cqt`, and what it returns: `@task` keeps
+# them, so that type checkers check `fn(...)` and `fn.delay(...)` against the
+# function and know that `.delay()` returns a Task.
+P = ParamSpec("P")
+R = TypeVar("R")
 
-class TaskFunction:
+
+class TaskFunction(Generic[P, R]):
     """A registered task: call it to run inline, `.delay()` it to queue it."""
 
     def __init__(
         self,
-        fn,
+        fn: Callable[Concatenate[Any, P], R],
         name=None,
         atomic=True,
         retries=0,
@@ -47,17 +58,26 @@ class TaskFunction:
     def __repr__(self):
         return f"<task {self.name}>"
 
-    def __call__(self, *args, **kwargs):
-        """Run the task inline, in this process, and return its result."""
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run the task inline, in this process, and return its result.
+
+        Typed as the function's return type; as from a worker, a value JSON does
+        not hold as such comes back as stored (a Decimal as a string)."""
         from . import serial
 
         return serial.call(self, args, kwargs)
 
-    def delay(self, *args, **kwargs):
+    def delay(self, *args: P.args, **kwargs: P.kwargs) -> "Task":
         """Store the call as a QUEUED task and ring a worker; returns the Task."""
         return self.delay_args(args, kwargs)
 
-    def delay_args(self, args=(), kwargs=None, submit=True, **fields):
+    def delay_args(
+        self,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        submit: bool = True,
+        **fields: Any,
+    ) -> "Task":
         """`.delay()` with options: `queue`, `priority` (-100 to 100, higher
         first), `submit=False` keeps it PENDING, `run_after`, `countdown`,
         `result_ttl`, `parent`, ..."""
@@ -65,7 +85,7 @@ class TaskFunction:
 
         return delay(self, args, kwargs, submit=submit, **fields)
 
-    def delay_many(self, calls, **fields):
+    def delay_many(self, calls: Iterable[Any], **fields: Any) -> "list[Task]":
         """Queue many calls with one INSERT; `calls` holds `(args, kwargs)` pairs
         or plain argument tuples. Returns the Tasks."""
         from .enqueue import delay_many
@@ -90,6 +110,18 @@ class TaskFunction:
         return self.retry_delay * 2 ** (attempt - 1)
 
 
+class _Decorator(Protocol):
+    """What `@task("name", ...)` returns: a decorator that keeps the types."""
+
+    def __call__(self, fn: Callable[Concatenate[Any, P], R], /) -> TaskFunction[P, R]: ...
+
+
+# `options` stay `Any` here: TaskFunction's own arguments check them at runtime,
+# and new options need no second list to keep in step.
+@overload
+def task(name_or_fn: Callable[Concatenate[Any, P], R], /) -> TaskFunction[P, R]: ...
+@overload
+def task(name_or_fn: str | None = None, /, **options: Any) -> _Decorator: ...
 def task(name_or_fn=None, **options):
     """Register a function as a task.
 
@@ -115,6 +147,11 @@ def task(name_or_fn=None, **options):
 
 
 _OPTIONS = frozenset(inspect.signature(TaskFunction).parameters) - {"fn"}
+
+
+# A task as `chain()`, `errorback()`, `delay()` and `schedule_task()` take it:
+# the `@task` function or its registered name.
+TaskRef = TaskFunction[..., Any] | str
 
 
 def _register(fn, options):

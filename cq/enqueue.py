@@ -5,7 +5,9 @@ caller's code with nothing written. The Task model is looked up in Django's
 app registry rather than imported, so that cq.models can use this module.
 """
 
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 from django.apps import apps
 from django.utils import timezone
@@ -14,6 +16,10 @@ from . import doorbell, registry, transitions
 from .exceptions import InvalidTaskOption
 from .queues import check_priority, check_queue
 from .storable import check_json
+
+if TYPE_CHECKING:
+    from .decorators import TaskRef
+    from .models import Task
 
 _DELAY_FIELDS = {
     "parent",
@@ -29,7 +35,13 @@ _DELAY_FIELDS = {
 }
 
 
-def delay(fn_or_name, args=(), kwargs=None, submit=True, **fields):
+def delay(
+    fn_or_name: "TaskRef",
+    args: Sequence[Any] = (),
+    kwargs: Mapping[str, Any] | None = None,
+    submit: bool = True,
+    **fields: Any,
+) -> "Task":
     """Create a task for a registered function; QUEUED (or PENDING when
     `submit=False`) in the caller's transaction, rung after it commits."""
     task_function = registry.resolve(fn_or_name)
@@ -41,7 +53,7 @@ def delay(fn_or_name, args=(), kwargs=None, submit=True, **fields):
     return task
 
 
-def delay_many(fn_or_name, calls, **fields):
+def delay_many(fn_or_name: "TaskRef", calls: Iterable[Any], **fields: Any) -> "list[Task]":
     """Queue many calls of one task with a single INSERT and pipelined doorbells."""
     task_function = registry.resolve(fn_or_name)
     tasks = []

@@ -3,6 +3,8 @@
 import inspect
 import logging
 import uuid
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Self
 
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
@@ -18,6 +20,9 @@ from .revoking import revoke_tree
 from .schedules import next_run, schedule_task, validate  # noqa: F401 - schedule_task: django-cq's import path
 from .storable import check_json
 from .waiting import wait_for
+
+if TYPE_CHECKING:
+    from .decorators import TaskRef
 
 logger = logging.getLogger(__name__)
 
@@ -246,23 +251,23 @@ class Task(models.Model):
     # ---- reading
 
     @property
-    def signature(self):
+    def signature(self) -> dict[str, Any]:
         return {"func_name": self.func_name, "args": self.args, "kwargs": self.kwargs}
 
     @property
-    def is_done(self):
+    def is_done(self) -> bool:
         return self.status in self.STATUS_DONE
 
     @property
-    def is_error(self):
+    def is_error(self) -> bool:
         return self.status in self.STATUS_ERROR
 
     @property
-    def top_id(self):
+    def top_id(self) -> uuid.UUID:
         """Id of the top-level task of this tree, which collects its logs."""
         return self.root_id or self.pk
 
-    def wait(self, timeout=None, raise_on_timeout=False):
+    def wait(self, timeout: float | None = None, raise_on_timeout: bool = False) -> Self:
         """Block until the task is done or `timeout` seconds pass; return it refreshed.
 
         On timeout the task is returned as last read, not done (django-cq's
@@ -281,7 +286,14 @@ class Task(models.Model):
 
     # ---- the API a running task (`cqt`) offers
 
-    def chain(self, fn, args=(), kwargs=None, force_chain=False, **fields):
+    def chain(
+        self,
+        fn: "TaskRef",
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        force_chain: bool = False,
+        **fields: Any,
+    ) -> "Task":
         """Run `fn(result, *args, **kwargs)` after this task succeeds (or after
         it fails too, with `force_chain=True`, receiving None). Returns the new task."""
         with transaction.atomic():
@@ -303,7 +315,9 @@ class Task(models.Model):
             follower.refresh_from_db()
         return follower
 
-    def errorback(self, fn, args=(), kwargs=None):
+    def errorback(
+        self, fn: "TaskRef", args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None
+    ) -> None:
         """Call `fn(failed_task, error, *args, **kwargs)` if this task finally
         fails: the errorback takes the failed task and its error text, no `cqt`."""
         errorback = registry.resolve(fn)
@@ -319,7 +333,7 @@ class Task(models.Model):
 
     # ---- named state changes
 
-    def submit(self, *pre_args):
+    def submit(self, *pre_args: Any) -> Self:
         """Queue a PENDING task, with `pre_args` before its stored arguments."""
         args = [*pre_args, *self.args]
         check_json(args, "arguments")
@@ -335,7 +349,7 @@ class Task(models.Model):
             enqueue.ring([self])
         return self
 
-    def revoke(self):
+    def revoke(self) -> Self:
         """Mark this task, its subtasks and its chained tasks REVOKED: none of
         them will start. A task already running finishes, but its outcome is
         discarded (and an atomic task's writes are rolled back).
@@ -459,7 +473,14 @@ class RepeatingTask(models.Model):
         return instance
 
     @classmethod
-    def schedule(cls, crontab, fn_or_name, args=(), kwargs=None, **options):
+    def schedule(
+        cls,
+        crontab: str,
+        fn_or_name: "TaskRef",
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> Self:
         """Create a repeating task; see `schedule_task`."""
         return schedule_task(cls, crontab, fn_or_name, args, kwargs, **options)
 

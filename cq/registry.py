@@ -4,9 +4,11 @@ The worker only ever runs functions found here: a name stored in a row is looked
 up, never imported as a dotted path, so a forged row cannot run `os.system`.
 """
 
+from typing import Any
+
 from .exceptions import UnknownTaskError
 
-_tasks = {}
+_tasks: dict[str, Any] = {}  # name -> TaskFunction
 
 
 def register(task_function):

@@ -8,6 +8,8 @@ itself uses them to validate and to compute `next_run`.
 
 import difflib
 import inspect
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.utils import timezone
 
@@ -15,6 +17,13 @@ from . import registry
 from .cron import expand, get_zone, next_after
 from .exceptions import CQError
 from .storable import check_json
+
+if TYPE_CHECKING:
+    from django.db.models import Model
+
+    from .decorators import TaskRef
+
+    M = TypeVar("M", bound=Model)
 
 # Fields `schedule_task()` accepts besides the crontab, the task and its arguments.
 OPTIONS = {"timezone", "coalesce", "enabled", "result_ttl"}
@@ -153,7 +162,14 @@ def prepare(crontab, fn_or_name, args=(), kwargs=None, **options):
     }
 
 
-def schedule_task(model, crontab, fn_or_name, args=(), kwargs=None, **options):
+def schedule_task(
+    model: "type[M]",
+    crontab: str,
+    fn_or_name: "TaskRef",
+    args: Sequence[Any] = (),
+    kwargs: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> "M":
     """Create a repeating task that runs `fn_or_name` (a registered @task or its
     name) every time `crontab` matches, and return it.
 
@@ -163,4 +179,6 @@ def schedule_task(model, crontab, fn_or_name, args=(), kwargs=None, **options):
     InvalidSchedule, SerializationError or TypeError for bad input (TypeError
     too for arguments the task's function does not accept).
     """
-    return model.objects.create(**prepare(crontab, fn_or_name, args, kwargs, **options))
+    # django-stubs' Model declares no `objects`; every model here has it.
+    fields = prepare(crontab, fn_or_name, args, kwargs, **options)
+    return model.objects.create(**fields)  # type: ignore[attr-defined]

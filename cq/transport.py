@@ -41,7 +41,7 @@ UNDECODABLE = {"type": "cq.undecodable"}
 _undecodable = Throttled(logger)
 
 # Synchronous clients per layer, one per host (see sync_clients).
-_sync_clients = weakref.WeakKeyDictionary()
+_sync_clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 # Doorbells written by one script call.
 SEND_BATCH = 1000
