@@ -1,6 +1,7 @@
 # Two commands do all set-up on a fresh machine:
 #   make demo   - the example project on SQLite (real workers if Redis is up)
-#   make test   - lint, the migrations check, the unit lane with Redis unreachable,
+#   make test   - lint, the type check, the docs site built strictly, the
+#                 migrations check, the unit lane with Redis unreachable,
 #                 the test suite on PostgreSQL and on SQLite, with real Redis,
 #                 then on Django 6 (Python 3.12) and PostgreSQL when a 3.12 exists,
 #                 then the channels-redis contract on its oldest and newest versions
@@ -27,7 +28,7 @@ CHANNELS_REDIS_NEWEST ?= channels-redis>=4.3,<5
 CONTRACT_VENVS := .venv-contract-oldest .venv-contract-newest
 CONTRACT_SUFFIX ?= $(or $(CQ_TEST_SUFFIX),contract)
 
-.PHONY: demo lint test test-postgres test-sqlite test-unit test-integration test-e2e \
+.PHONY: demo lint typecheck docs test test-postgres test-sqlite test-unit test-integration test-e2e \
 	test-django6 test-contract bench venv clean
 
 $(BIN)/.installed: setup.py pyproject.toml
@@ -45,7 +46,17 @@ lint: venv
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/ruff format --check $(FORMATTED)
 
-test: lint
+# The public API as a user's type checker sees it: tests/typing/public_api.py
+# (settings in pyproject.toml, [tool.mypy]).
+typecheck: venv
+	$(BIN)/mypy
+
+# The docs site (mkdocs.yml), warnings as errors: a broken link or a page left
+# out of the nav fails. Built into site/, which is not committed.
+docs: venv
+	$(BIN)/mkdocs build --strict --quiet --site-dir site
+
+test: lint typecheck docs
 	CQ_TEST_DB=sqlite $(BIN)/python -m django makemigrations --check --dry-run --settings=tests.settings
 	CQ_TEST_DB=sqlite CQ_TEST_REDIS=$(NO_REDIS) $(BIN)/python -m pytest -q tests/unit
 	CQ_TEST_DB=postgres $(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -106,4 +117,4 @@ bench: venv
 	$(BIN)/python -m django cq_bench --settings=bench.settings_sqlite $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) $(VENV6) $(CONTRACT_VENVS) .pytest_cache example_project/db.sqlite3
+	rm -rf $(VENV) $(VENV6) $(CONTRACT_VENVS) .pytest_cache .mypy_cache site example_project/db.sqlite3
