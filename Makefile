@@ -4,6 +4,7 @@
 #                 migrations check, the unit lane with Redis unreachable,
 #                 the test suite on PostgreSQL and on SQLite, with real Redis,
 #                 then on Django 6 (Python 3.12) and PostgreSQL when a 3.12 exists,
+#                 on Django 6 (Python 3.13) and SQLite when a 3.13 exists,
 #                 then the channels-redis contract on its oldest and newest versions
 # tox.ini runs the same matrix. One lane: make test-unit / test-integration /
 # test-e2e (CQ_TEST_DB=sqlite for SQLite; PostgreSQL by default).
@@ -13,6 +14,9 @@ BIN := $(VENV)/bin
 PYTHON312 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12 /usr/local/bin/python3.12 /usr/bin/python3.12))
 VENV6 ?= .venv-django6
 BIN6 := $(VENV6)/bin
+PYTHON313 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13 /usr/local/bin/python3.13 /usr/bin/python3.13))
+VENV313 ?= .venv-py313
+BIN313 := $(VENV313)/bin
 
 # What ruff checks and formats.
 FORMATTED ?= cq tests bench example_project
@@ -29,7 +33,7 @@ CONTRACT_VENVS := .venv-contract-oldest .venv-contract-newest
 CONTRACT_SUFFIX ?= $(or $(CQ_TEST_SUFFIX),contract)
 
 .PHONY: demo lint typecheck docs test test-postgres test-sqlite test-unit test-integration test-e2e \
-	test-django6 test-contract bench venv clean
+	test-django6 test-py313 test-contract bench venv clean
 
 $(BIN)/.installed: setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +66,7 @@ test: lint typecheck docs
 	CQ_TEST_DB=postgres $(BIN)/python -m pytest $(PYTEST_ARGS)
 	CQ_TEST_DB=sqlite $(BIN)/python -m pytest $(PYTEST_ARGS)
 	$(MAKE) test-django6
+	$(MAKE) test-py313
 	$(MAKE) test-contract
 
 $(BIN6)/.installed: setup.py pyproject.toml
@@ -76,6 +81,34 @@ ifeq ($(PYTHON312),)
 else
 	$(MAKE) $(BIN6)/.installed
 	CQ_TEST_DB=postgres CQ_TEST_SUFFIX=$(CQ_TEST_SUFFIX)dj6 $(BIN6)/python -m pytest $(PYTEST_ARGS)
+endif
+
+# The matrix is Python 3.11-3.13 x Django 5.2 and 6.x x PostgreSQL and SQLite
+# (tox.ini has all of it: 14 suites, about 90 minutes here). `make test` runs the
+# lanes that cover it pairwise within CI's time (its limit is 90 minutes; keep
+# `make test` under about 35): a full suite takes about 6 minutes on this 2-core
+# machine, and `make test` took about 16 before this lane, so a fourth suite fits
+# and a fifth would not leave room for slower runs:
+#   3.11 x 5.2 x PostgreSQL, 3.11 x 5.2 x SQLite   the oldest supported pair
+#   3.12 x 6.x x PostgreSQL                        Django 6 on the production database
+#   3.13 x 6.x x SQLite                            the newest pair, and Django 6 on SQLite
+# So every Python, every Django and every database runs, each Django on both
+# databases, each Python on a database, and Python 3.13 (whose asyncio and
+# threading changes matter to cq's worker) with the newest Django. 3.13 x 5.2
+# and 3.12 x 5.2 are left to tox: Django 5.2 supports both, and cq has no code
+# that depends on the Python and Django versions together.
+$(BIN313)/.installed: setup.py pyproject.toml
+	$(PYTHON313) -m venv $(VENV313)
+	$(BIN313)/pip install --quiet --upgrade pip
+	$(BIN313)/pip install --quiet "Django>=6.0,<7" -e ".[test]"
+	touch $@
+
+test-py313:
+ifeq ($(PYTHON313),)
+	@echo "test-py313: no Python 3.13 found (set PYTHON313=...); Python 3.13 run skipped"
+else
+	$(MAKE) $(BIN313)/.installed
+	CQ_TEST_DB=sqlite CQ_TEST_SUFFIX=$(CQ_TEST_SUFFIX)py313 $(BIN313)/python -m pytest $(PYTEST_ARGS)
 endif
 
 .venv-contract-oldest/.installed: setup.py pyproject.toml
@@ -117,4 +150,4 @@ bench: venv
 	$(BIN)/python -m django cq_bench --settings=bench.settings_sqlite $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) $(VENV6) $(CONTRACT_VENVS) .pytest_cache .mypy_cache site example_project/db.sqlite3
+	rm -rf $(VENV) $(VENV6) $(VENV313) $(CONTRACT_VENVS) .pytest_cache .mypy_cache site example_project/db.sqlite3

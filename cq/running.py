@@ -1,9 +1,15 @@
 """The running task: what a task function receives as `cqt`, and the state of one run."""
 
 import logging
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from . import logs
 from .enqueue import delay
+
+if TYPE_CHECKING:
+    from .decorators import TaskRef
+    from .models import Task
 
 
 class RunningTask:
@@ -24,17 +30,25 @@ class RunningTask:
         # Lines logged with publish=False, not yet in the tree's buffer.
         self.pending_logs = []
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         return getattr(self.task, name)
 
     def __repr__(self):
         return f"<RunningTask {self.task}>"
 
-    def subtask(self, fn, args=(), kwargs=None, **fields):
+    def subtask(
+        self,
+        fn: "TaskRef",
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        **fields: Any,
+    ) -> "Task":
         """Launch a subtask; this task finishes only after it does."""
         self.may_have_tree = True
         return delay(fn, args, kwargs, parent=self.task, **fields)
 
-    def log(self, message, level=logging.INFO, publish=True, limit=40):
+    def log(
+        self, message: str, level: int = logging.INFO, publish: bool = True, limit: int = 40
+    ) -> None:
         """Log a line to Python logging and to this task tree's log."""
         logs.log(self, message, level, publish, limit)

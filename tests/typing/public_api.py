@@ -16,6 +16,7 @@ from cq.decorators import task as django_cq_task
 from cq.models import RepeatingTask as DjangoCQRepeatingTask
 from cq.models import Task as DjangoCQTask
 from cq.models import schedule_task as django_cq_schedule_task
+from cq.running import RunningTask
 
 
 @task
@@ -31,6 +32,14 @@ def greet(cqt: Any, name: str, *, shout: bool = False) -> str:
 @django_cq_task
 def total(cqt, amounts: list[Decimal]) -> Decimal:
     return sum(amounts, Decimal(0))
+
+
+@task
+def parent(cqt: RunningTask, n: int) -> None:
+    assert_type(cqt.subtask(add, (n, n)), Task)
+    assert_type(cqt.log("spawned", publish=False), None)
+    assert_type(cqt.pk, Any)  # the row's fields read through
+    cqt.log(42)  # type: ignore[arg-type]
 
 
 # The decorator keeps the call signature after `cqt`, and the return type.
