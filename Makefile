@@ -50,7 +50,7 @@ lint: venv
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/ruff format --check $(FORMATTED)
 
-# The public API as a user's type checker sees it: tests/typing/public_api.py
+# The public API as a user's type checker sees it: tests/typecheck/public_api.py
 # (settings in pyproject.toml, [tool.mypy]).
 typecheck: venv
 	$(BIN)/mypy
