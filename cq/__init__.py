@@ -8,9 +8,11 @@ on first use, not when this package is.
 from .decorators import task
 from .enqueue import delay, delay_many
 from .exceptions import (
+    AlreadyQueued,
     ConfigurationError,
     CQError,
     DuplicateSubmitError,
+    ErrorbackRefused,
     InvalidSchedule,
     InvalidTaskOption,
     SerializationError,
@@ -22,9 +24,11 @@ from .schedules import schedule_task
 __version__ = "0.1.0"
 
 __all__ = [
+    "AlreadyQueued",
     "CQError",
     "ConfigurationError",
     "DuplicateSubmitError",
+    "ErrorbackRefused",
     "InvalidSchedule",
     "InvalidTaskOption",
     "RepeatingTask",
