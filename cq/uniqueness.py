@@ -64,7 +64,12 @@ def key_for(task_function, args, kwargs, mode):
     elif isinstance(spec, str):
         part = _render(task_function, spec, args, kwargs)
     else:
-        part = spec(*args, **kwargs)
+        try:
+            part = spec(*args, **kwargs)
+        except Exception as exc:
+            raise InvalidTaskOption(
+                f"unique_key of {task_function.name} failed on these arguments: {exc!r}"
+            ) from exc
         if not isinstance(part, str):
             raise InvalidTaskOption(
                 f"unique_key of {task_function.name} returned {part!r}, not a string"
