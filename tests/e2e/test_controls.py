@@ -39,8 +39,7 @@ def test_twenty_threads_delaying_one_unique_task_at_once_make_one_row(start_work
 
     start_worker()
     first = Task.objects.get(pk=returned[0])
-    wait_until(lambda: Task.objects.get(pk=first.pk).is_done, timeout=30, message="unique task done")
-    assert Task.objects.get(pk=first.pk).status == Task.STATUS_SUCCESS
+    assert first.wait(timeout=30).status == Task.STATUS_SUCCESS
     assert Note.objects.filter(text="once").count() == 1
     second = ct.unique_note.delay("once")
     assert second.pk != first.pk
@@ -64,7 +63,7 @@ def test_a_rate_limit_holds_over_two_workers_and_loses_no_task(start_worker):
     seconds = [(s - starts[0]).total_seconds() for s in starts]
     busiest = max(sum(1 for t in seconds if a <= t < a + 1.0) for a in seconds)
     assert busiest <= 10 + 2 + 1, busiest
-    print(f"rate 10/s, 2 workers, 100 tasks: first->last start {span:.2f}s, busiest second {busiest}")
+    print(f"rate 10/s, 2 workers, 100 tasks: first->last {span:.2f}s, busiest second {busiest}")
 
 
 def test_a_worker_runs_a_plain_errorback_and_refuses_a_tampered_one(start_worker):
