@@ -124,10 +124,15 @@ def _build(task_function, args, kwargs, fields, mode=None):
 
 
 def _unique_mode(task_function, fields):
-    """The task's `unique`, or this call's `unique=` (popped from `fields`)."""
-    if "unique" not in fields:
-        return task_function.unique
-    return uniqueness.check_mode(fields.pop("unique"), task_function.unique_key)
+    """The task's `unique`, or this call's `unique=` (popped from `fields`).
+    A subtask or a chained task belongs to its tree, which waits for it: it
+    is never swapped for an active task of another tree."""
+    mode = task_function.unique
+    if "unique" in fields:
+        mode = uniqueness.check_mode(fields.pop("unique"), task_function.unique_key)
+    if fields.get("parent") is not None or fields.get("previous") is not None:
+        return None
+    return mode
 
 
 def _run_after(run_after, countdown):

@@ -10,6 +10,7 @@ from cq import scheduler
 from cq.exceptions import AlreadyQueued, InvalidTaskOption
 from cq.models import RepeatingTask, Task
 from tests.app import controls_tasks as ct
+from tests.app import tasks
 from tests.app.models import Note
 from tests.helpers import run_queued
 
@@ -129,3 +130,13 @@ def test_the_unique_index_covers_exactly_the_active_statuses():
     constraint = next(c for c in Task._meta.constraints if c.name == "cq_task_unique_key")
     statuses = dict(constraint.condition.children)["status__in"]
     assert set(statuses) == Task.STATUS_ACTIVE
+
+
+def test_subtasks_and_chained_tasks_belong_to_their_tree_and_are_not_deduplicated():
+    active = ct.unique_note.delay("a")
+    parent = tasks.add.delay(1, 2)
+    child = parent.chain(ct.unique_note, ())
+    assert child.pk != active.pk and child.previous_id == parent.pk
+    assert child.unique_key is None
+    run_queued()
+    assert Task.objects.get(pk=child.pk).status == Task.STATUS_SUCCESS
