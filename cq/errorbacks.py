@@ -20,7 +20,7 @@ from django.utils.module_loading import import_string
 
 from . import registry
 from .decorators import TaskFunction
-from .exceptions import ErrorbackRefused, InvalidTaskOption
+from .exceptions import ErrorbackRefused, InvalidTaskOption, UnknownTaskError
 from .storable import check_json
 
 logger = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ def entry(task, fn, args=(), kwargs=None):
     """The stored form of `fn` as an errorback of `task`; raises
     InvalidTaskOption when it could not be called or found by a worker."""
     kwargs = dict(kwargs or {})
-    fn = _task_of(fn)
+    fn = _task_of(_by_path(fn) if isinstance(fn, str) else fn)
     if isinstance(fn, (TaskFunction, str)):
         errorback = registry.resolve(fn)
         _check_signature(errorback.name, errorback.fn, args, kwargs)
@@ -69,6 +69,21 @@ def resolve(task, stored):
 def name(stored):
     """How a stored errorback is named in logs and in the failed task's error."""
     return stored.get("function") or stored.get("func_name")
+
+
+def _by_path(name):
+    """A registered task's name stays a name; django-cq also took the import
+    path of a plain function: that function, checked like one passed in."""
+    try:
+        registry.get(name)
+    except UnknownTaskError:
+        try:
+            return import_string(name)
+        except ImportError:
+            raise UnknownTaskError(
+                f"no @task is registered as {name!r}, and no function can be imported by that path"
+            ) from None
+    return name
 
 
 def _task_of(fn):

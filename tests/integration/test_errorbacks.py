@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from cq.exceptions import InvalidTaskOption
+from cq.exceptions import InvalidTaskOption, UnknownTaskError
 from cq.models import Task
 from tests.app import controls_tasks as ct
 from tests.app import tasks
@@ -32,6 +32,19 @@ def test_a_plain_errorback_given_from_outside_the_task_runs_too():
     assert failed.errorbacks[0]["signature"]
     run_queued()
     assert Note.objects.get().text == f"outside: {tasks.fail.name}: ValueError: boom"
+
+
+def test_a_plain_function_may_be_named_by_its_import_path_as_in_django_cq():
+    failed = tasks.fail.delay()
+    failed.errorback("tests.app.controls_tasks.note_failure", ("by path",))
+    failed.errorback(tasks.report_failure.name, ("by name",))
+    with pytest.raises(UnknownTaskError, match="tests.app.nowhere"):
+        failed.errorback("tests.app.nowhere.alert")
+    run_queued()
+    assert sorted(Note.objects.values_list("text", flat=True)) == [
+        f"by name: {tasks.fail.name}: ValueError: boom",
+        f"by path: {tasks.fail.name}: ValueError: boom",
+    ]
 
 
 def test_a_task_errorback_is_stored_by_its_registered_name_as_before():
