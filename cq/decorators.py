@@ -50,7 +50,8 @@ class TaskFunction:
         # At most one active task per key (cq.uniqueness): None, "return" or "raise".
         self.unique = uniqueness.check_mode(unique, unique_key)
         self.unique_key = unique_key
-        # Starts per second over all workers (cq.ratelimits), e.g. "100/m"; None: no limit.
+        # Most starts per period over all workers (cq.ratelimits), e.g. "100/m",
+        # and so the seconds between two starts; None: no limit.
         self.rate_limit = rate_limit
         self.rate_interval = ratelimits.parse(rate_limit)
         self.retry_jitter = bool(retry_jitter)

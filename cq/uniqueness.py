@@ -21,7 +21,7 @@ import json
 import logging
 
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, router, transaction
 
 from . import transitions
 from .exceptions import AlreadyQueued, InvalidTaskOption
@@ -84,7 +84,7 @@ def insert(task, mode):
     model = type(task)
     for _ in range(TRIES):
         try:
-            with transaction.atomic():
+            with transaction.atomic(using=router.db_for_write(model)):
                 transitions.insert(task)
             return task, True
         except IntegrityError as exc:
@@ -96,7 +96,7 @@ def insert(task, mode):
             if mode == RAISE:
                 raise AlreadyQueued(
                     f"task {holder.pk} ({holder.func_name}) with unique key "
-                    f"{task.unique_key!r} is already {holder.get_status_display().lower()}",
+                    f"{task.unique_key!r} is already active ({holder.get_status_display()})",
                     task=holder,
                 )
             return holder, False
