@@ -40,3 +40,21 @@ def test_unique_options_read_as_a_mode():
 def test_retry_jitter_can_be_turned_off():
     function = TaskFunction(lambda cqt: None, retry_delay=3, retry_jitter=False)
     assert {function.retry_countdown(2) for _ in range(20)} == {6}
+
+
+def test_a_key_is_scoped_by_the_task_name_and_a_long_one_stored_as_its_hash():
+    from cq import uniqueness
+
+    def fn(cqt, text):
+        pass
+
+    short = TaskFunction(fn, name="tests.keys", unique_key="k-{text}")
+    assert uniqueness.key_for(short, ["a"], {}, "return") == "tests.keys:k-a"
+    long_key = uniqueness.key_for(short, ["x" * 300], {}, "return")
+    assert long_key.startswith("sha256:") and len(long_key) <= uniqueness.MAX_KEY
+    assert long_key != uniqueness.key_for(short, ["y" * 300], {}, "return")
+    by_arguments = TaskFunction(fn, name="tests.args", unique=True)
+    assert uniqueness.key_for(by_arguments, ["a"], {}, "return") != uniqueness.key_for(
+        by_arguments, ["b"], {}, "return"
+    )
+    assert uniqueness.key_for(by_arguments, ["a"], {}, None) is None
