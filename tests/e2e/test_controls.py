@@ -58,11 +58,13 @@ def test_a_rate_limit_holds_over_two_workers_and_loses_no_task(start_worker):
     # "10/s": 100 starts 0.1 s apart take 9.9 s.
     assert span >= 9.5, span
     assert span < 9.9 + 5, f"deferred tasks waited too long: {span:.1f}s"
-    # In any second, at most 10 starts, plus those a housekeeping round
-    # (0.2 s in the tests) released together, plus one.
+    # In any second, at most 10 starts, plus those one housekeeping round
+    # released together (0.2 s in the tests: 2; measured 11-12 in all); the
+    # margin is for a round late on a loaded machine. Unlimited, the 100 tasks
+    # would start within a second or two.
     seconds = [(s - starts[0]).total_seconds() for s in starts]
     busiest = max(sum(1 for t in seconds if a <= t < a + 1.0) for a in seconds)
-    assert busiest <= 10 + 2 + 1, busiest
+    assert busiest <= 20, busiest
     print(f"rate 10/s, 2 workers, 100 tasks: first->last {span:.2f}s, busiest second {busiest}")
 
 
