@@ -10,9 +10,11 @@ from typing import TYPE_CHECKING, Any
 from .decorators import task
 from .enqueue import delay, delay_many
 from .exceptions import (
+    AlreadyQueued,
     ConfigurationError,
     CQError,
     DuplicateSubmitError,
+    ErrorbackRefused,
     InvalidSchedule,
     InvalidTaskOption,
     SerializationError,
@@ -24,9 +26,11 @@ from .schedules import schedule_task
 __version__ = "0.1.0"
 
 __all__ = [
+    "AlreadyQueued",
     "CQError",
     "ConfigurationError",
     "DuplicateSubmitError",
+    "ErrorbackRefused",
     "InvalidSchedule",
     "InvalidTaskOption",
     "RepeatingTask",

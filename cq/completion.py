@@ -15,7 +15,7 @@ from functools import partial
 from django.db import transaction
 from django.utils import timezone
 
-from . import doorbell, logs, registry, storable, transitions
+from . import doorbell, errorbacks, logs, storable, transitions
 from .conf import settings as cq_settings
 
 logger = logging.getLogger(__name__)
@@ -172,11 +172,11 @@ def _after_final(task, followers, has_tree):
 def _call_errorbacks(task):
     failures = []
     for entry in task.errorbacks:
-        name = entry.get("func_name")
+        name = errorbacks.name(entry)
         try:
-            errorback = registry.get(name)
+            errorback = errorbacks.resolve(task, entry)
             with transaction.atomic():
-                errorback.fn(task, task.error, *entry["args"], **entry["kwargs"])
+                errorback(task, task.error, *entry["args"], **entry["kwargs"])
         except Exception as exc:
             logger.exception("errorback failed task id=%s errorback=%s", task.pk, name)
             failures.append(f"errorback {name} failed: {_describe(exc)}")

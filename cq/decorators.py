@@ -4,10 +4,11 @@ import functools
 import inspect
 import logging
 import numbers
+import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
 
-from . import registry
+from . import ratelimits, registry, uniqueness
 from .exceptions import InvalidTaskOption
 from .queues import DEFAULT_QUEUE, check_priority, check_queue
 
@@ -38,6 +39,10 @@ class TaskFunction(Generic[P, R]):
         at_least_once=False,
         queue=DEFAULT_QUEUE,
         priority=0,
+        unique=None,
+        unique_key=None,
+        rate_limit=None,
+        retry_jitter=True,
     ):
         self.fn = fn
         self.name = name or f"{fn.__module__}.{fn.__qualname__}"
@@ -53,6 +58,14 @@ class TaskFunction(Generic[P, R]):
         # Where its runs go unless `delay_args(queue=..., priority=...)` says otherwise.
         self.queue = check_queue(queue)
         self.priority = check_priority(priority)
+        # At most one active task per key (cq.uniqueness): None, "return" or "raise".
+        self.unique = uniqueness.check_mode(unique, unique_key)
+        self.unique_key = unique_key
+        # Most starts per period over all workers (cq.ratelimits), e.g. "100/m",
+        # and so the seconds between two starts; None: no limit.
+        self.rate_limit = rate_limit
+        self.rate_interval = ratelimits.parse(rate_limit)
+        self.retry_jitter = bool(retry_jitter)
         functools.update_wrapper(self, fn)
 
     def __repr__(self):
@@ -106,8 +119,15 @@ class TaskFunction(Generic[P, R]):
             return False
 
     def retry_countdown(self, attempt):
-        """Seconds before retry number `attempt` (1-based): exponential backoff."""
-        return self.retry_delay * 2 ** (attempt - 1)
+        """Seconds before retry number `attempt` (1-based): exponential backoff,
+        with jitter unless `retry_jitter=False`: somewhere between half and all
+        of it ("equal jitter"), so that the tasks a failing dependency failed
+        at one moment do not all retry at the same moment, yet none retries
+        sooner than half the planned backoff."""
+        backoff = self.retry_delay * 2 ** (attempt - 1)
+        if self.retry_jitter and backoff:
+            return backoff / 2 + random.uniform(0, backoff / 2)
+        return backoff
 
 
 class _Decorator(Protocol):

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from django.apps import apps
 from django.utils import timezone
 
-from . import doorbell, registry, transitions
+from . import doorbell, registry, transitions, uniqueness
 from .exceptions import InvalidTaskOption
 from .queues import check_priority, check_queue
 from .storable import check_json
@@ -32,6 +32,7 @@ _DELAY_FIELDS = {
     "repeating_task",
     "queue",
     "priority",
+    "unique",
 }
 
 
@@ -45,9 +46,15 @@ def delay(
     """Create a task for a registered function; QUEUED (or PENDING when
     `submit=False`) in the caller's transaction, rung after it commits."""
     task_function = registry.resolve(fn_or_name)
-    task = _build(task_function, args, kwargs, fields)
+    mode = _unique_mode(task_function, fields)
+    task = _build(task_function, args, kwargs, fields, mode)
     task.status = task.STATUS_QUEUED if submit else task.STATUS_PENDING
-    transitions.insert(task)
+    if task.unique_key is None:
+        transitions.insert(task)
+    else:
+        task, inserted = uniqueness.insert(task, mode)
+        if not inserted:
+            return task  # the active task with this key, already rung
     if submit and task.run_after is None:
         ring([task])
     return task
@@ -56,15 +63,31 @@ def delay(
 def delay_many(fn_or_name: "TaskRef", calls: Iterable[Any], **fields: Any) -> "list[Task]":
     """Queue many calls of one task with a single INSERT and pipelined doorbells."""
     task_function = registry.resolve(fn_or_name)
+    mode = _unique_mode(task_function, fields)
     tasks = []
     for call in calls:
         args, kwargs = call if _is_args_kwargs_pair(call) else (call, None)
-        tasks.append(_build(task_function, args, kwargs, dict(fields)))
+        tasks.append(_build(task_function, args, kwargs, dict(fields), mode))
     for task in tasks:
         task.status = task.STATUS_QUEUED
+    if any(task.unique_key is not None for task in tasks):
+        return _delay_many_unique(tasks, mode)
     transitions.insert_many(tasks)
     ring([t for t in tasks if t.run_after is None])
     return tasks
+
+
+def _delay_many_unique(tasks, mode):
+    # Each key races in the database on its own: one INSERT per task, each in
+    # a savepoint, so one call that holds a key again gets the active task.
+    results, inserted = [], []
+    for task in tasks:
+        result, is_new = uniqueness.insert(task, mode)
+        results.append(result)
+        if is_new and result.run_after is None:
+            inserted.append(result)
+    ring(inserted)
+    return results
 
 
 def ring(tasks):
@@ -89,7 +112,7 @@ def _is_args_kwargs_pair(call):
     )
 
 
-def _build(task_function, args, kwargs, fields):
+def _build(task_function, args, kwargs, fields, mode=None):
     unknown = set(fields) - _DELAY_FIELDS
     if unknown:
         raise TypeError(f"unknown task option(s): {', '.join(sorted(unknown))}")
@@ -108,7 +131,20 @@ def _build(task_function, args, kwargs, fields):
         fields["result_ttl"] = task_function.result_ttl
     fields["queue"] = check_queue(fields.get("queue", task_function.queue))
     fields["priority"] = check_priority(fields.get("priority", task_function.priority))
+    fields["unique_key"] = uniqueness.key_for(task_function, args, kwargs, mode)
     return _task_model()(func_name=task_function.name, args=args, kwargs=kwargs, **fields)
+
+
+def _unique_mode(task_function, fields):
+    """The task's `unique`, or this call's `unique=` (popped from `fields`).
+    A subtask or a chained task belongs to its tree, which waits for it: it
+    is never swapped for an active task of another tree."""
+    mode = task_function.unique
+    if "unique" in fields:
+        mode = uniqueness.check_mode(fields.pop("unique"), task_function.unique_key)
+    if fields.get("parent") is not None or fields.get("previous") is not None:
+        return None
+    return mode
 
 
 def _run_after(run_after, countdown):

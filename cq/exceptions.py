@@ -33,3 +33,16 @@ class WaitTimeout(CQError, TimeoutError):
 
 class ConfigurationError(CQError, ImproperlyConfigured):
     """cq's settings do not fit together."""
+
+
+class AlreadyQueued(CQError):
+    """A unique task with this key is already active (`@task(unique="raise")`)."""
+
+    def __init__(self, message, task=None):
+        super().__init__(message)
+        # The active task that holds the key.
+        self.task = task
+
+
+class ErrorbackRefused(CQError):
+    """A stored errorback reference fails its signature check: it is not run."""

@@ -1,6 +1,5 @@
 """cq's tables. The row is the truth; a channel message only says "look at row X"."""
 
-import inspect
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
@@ -11,10 +10,10 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models, transaction
 from django.utils import timezone
 
-from . import enqueue, registry, transitions
+from . import enqueue, errorbacks, transitions
 from .completion import notify_parent, release_chained
 from .enqueue import delay, delay_many  # noqa: F401 - also importable from here, as before
-from .exceptions import DuplicateSubmitError, InvalidTaskOption, WaitTimeout
+from .exceptions import DuplicateSubmitError, WaitTimeout
 from .queues import DEFAULT_QUEUE
 from .revoking import revoke_tree
 from .schedules import next_run, schedule_task, validate  # noqa: F401 - schedule_task: django-cq's import path
@@ -206,9 +205,26 @@ class Task(models.Model):
         help_text="The repeating task that launched this run, if any.",
     )
 
+    unique_key = models.CharField(
+        max_length=255,
+        null=True,
+        blank=True,
+        help_text="While this task is active, no other task has this key (@task(unique=True)), "
+        "e.g. 'shop.tasks.sync:user-42'.",
+    )
+
     objects = TaskQuerySet.as_manager()
 
     class Meta:
+        # At most one active task per unique key: the database decides among
+        # concurrent callers (cq.uniqueness); a finished row leaves the index.
+        constraints = [
+            models.UniqueConstraint(  # the letters of STATUS_ACTIVE (a test checks it)
+                fields=["unique_key"],
+                name="cq_task_unique_key",
+                condition=models.Q(status__in=["P", "Y", "Q", "R", "W"], unique_key__isnull=False),
+            ),
+        ]
         # Every status change rewrites a row's entry in each index it is in, so
         # indexes cover only the rows their queries look at: active tasks (a
         # small set however large the table grows), due times, tree links.
@@ -319,15 +335,9 @@ class Task(models.Model):
         self, fn: "TaskRef", args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None
     ) -> None:
         """Call `fn(failed_task, error, *args, **kwargs)` if this task finally
-        fails: the errorback takes the failed task and its error text, no `cqt`."""
-        errorback = registry.resolve(fn)
-        _check_errorback_signature(errorback, args, kwargs or {})
-        entry = {
-            "func_name": errorback.name,
-            "args": list(args),
-            "kwargs": dict(kwargs or {}),
-        }
-        check_json(entry, "errorback arguments")
+        fails: the errorback takes the failed task and its error text, no `cqt`.
+        `fn` is a @task or a plain module-level function (cq.errorbacks)."""
+        entry = errorbacks.entry(self, fn, args, kwargs)
         self.errorbacks = [*self.errorbacks, entry]
         Task.objects.filter(pk=self.pk).update(errorbacks=self.errorbacks)
 
@@ -361,24 +371,6 @@ class Task(models.Model):
             self.refresh_from_db()
             notify_parent(self)
         return self
-
-
-def _check_errorback_signature(errorback, args, kwargs):
-    """Refuse at registration an errorback that could not be called as
-    `fn(failed_task, error, *args, **kwargs)`: in the worker, the call would
-    fail only after the task did, with nobody watching."""
-    try:
-        signature = inspect.signature(errorback.fn)
-    except (TypeError, ValueError):
-        return  # a callable Python cannot describe: trust it
-    try:
-        signature.bind(None, "", *args, **kwargs)
-    except TypeError as exc:
-        raise InvalidTaskOption(
-            f"errorback {errorback.name}{signature} cannot be called as "
-            f"fn(failed_task, error, *{list(args)!r}, **{kwargs!r}): {exc}; "
-            "an errorback takes the failed task and its error first, and no cqt"
-        ) from None
 
 
 class WorkerHeartbeat(models.Model):

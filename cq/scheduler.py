@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from . import registry
 from .enqueue import delay
-from .exceptions import CQError, InvalidSchedule, UnknownTaskError
+from .exceptions import AlreadyQueued, CQError, InvalidSchedule, UnknownTaskError
 from .models import RepeatingTask, Task
 from .schedules import next_run
 
@@ -141,13 +141,18 @@ def disable(queryset):
 
 
 def _launch(repeating):
-    return delay(
-        repeating.func_name,
-        repeating.args,
-        repeating.kwargs,
-        repeating_task=repeating,
-        result_ttl=repeating.result_ttl,
-    )
+    try:
+        return delay(
+            repeating.func_name,
+            repeating.args,
+            repeating.kwargs,
+            repeating_task=repeating,
+            result_ttl=repeating.result_ttl,
+        )
+    except AlreadyQueued as exc:
+        # A unique task (unique="raise") still active: this occurrence is its run.
+        logger.info("repeating task already active id=%s task=%s", repeating.pk, exc.task.pk)
+        return exc.task
 
 
 def _previous_run_active(repeating):

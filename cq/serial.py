@@ -51,7 +51,8 @@ def call(task_function, args, kwargs):
     _local.raised, _local.queue = {}, None
     try:
         with doorbell.direct_call():
-            task = delay(task_function, args, kwargs)
+            # A direct call runs now, even while a unique task with its key is queued.
+            task = delay(task_function, args, kwargs, unique=False)
         raised = _local.raised.get(task.pk)
     finally:
         _local.raised, _local.queue = outer

@@ -26,7 +26,7 @@ from collections import deque
 from django.db import DatabaseError, close_old_connections, connection
 from django.utils import timezone
 
-from . import doorbell, transitions
+from . import doorbell, ratelimits, transitions
 from .conf import settings as cq_settings
 from .execution import run_group
 from .outages import OutageLog
@@ -218,14 +218,15 @@ class Slots:
                 wakes = self._wakes
                 limit = (self._idle + 1) * self.group_size()
             claimed = self._claim(limit)
+            admitted = self._admit(claimed)
             with self._lock:
                 self._claiming = False
                 if claimed is not None:
-                    self._ready.extend(claimed)
+                    self._ready.extend(admitted)
                     if len(claimed) < limit and self._wakes == wakes:
                         self._drained = True
                     # As many slots as there are tasks to take (this one too).
-                    self._lock.notify(len(claimed))
+                    self._lock.notify(len(admitted))
 
     def _claim(self, limit):
         """Claim up to `limit` tasks; None (and a pause) if the database failed.
@@ -244,6 +245,20 @@ class Slots:
         _database.succeeded()
         self._backoff = 0.1
         return claimed
+
+    def _admit(self, claimed):
+        """The claimed tasks their rate limits let start now; the others went
+        back to QUEUED until their time (cq.ratelimits) and are no longer held."""
+        if not claimed:
+            return claimed
+        try:
+            admitted = ratelimits.admit(claimed)
+        except Exception:  # noqa: BLE001 - a slot thread must survive; the tasks run
+            logger.exception("rate limits not checked ids=%s", [str(t.pk) for t in claimed])
+            return claimed
+        if len(admitted) < len(claimed):
+            self._forget([task for task in claimed if task not in admitted])
+        return admitted
 
     def _unclaim_ready(self):
         """Tasks claimed but never started go back to QUEUED (no attempt

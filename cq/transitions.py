@@ -11,6 +11,7 @@ learns it from the return value. Nothing else in cq writes a task's status.
     release_due   QUEUED or RETRY, due -> QUEUED    housekeeping (countdowns, backoff)
     claim         QUEUED, due -> RUNNING            a worker (claim_batch: several at once)
     unclaim       RUNNING -> QUEUED                 a stopping worker's never-started claims
+    defer         RUNNING -> QUEUED, not yet due    claimed over its rate limit (cq.ratelimits)
     park          RUNNING -> WAITING                its subtasks still run
     retry         RUNNING -> QUEUED or RETRY        an attempt failed, retries are left
     requeue       RUNNING -> QUEUED                 its worker died (cq.recovery)
@@ -95,6 +96,22 @@ def unclaim(model, task_ids, worker):
     return model.objects.filter(pk__in=task_ids, status=model.STATUS_RUNNING, worker=worker).update(
         status=model.STATUS_QUEUED, started=None, worker=""
     )
+
+
+def defer(task, run_after):
+    """RUNNING -> QUEUED until `run_after`, no attempt counted: the task was
+    claimed before its rate limit lets it start. False if the row moved on."""
+    moved = statements.move(
+        type(task),
+        task.pk,
+        task.STATUS_RUNNING,
+        attempt=task.retries,
+        status=task.STATUS_QUEUED,
+        run_after=run_after,
+        started=None,
+        worker="",
+    )
+    return moved is not None
 
 
 def park(task, result):

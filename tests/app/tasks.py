@@ -378,3 +378,6 @@ def describe_call(cqt, amount):
         "amount": [type(amount).__name__, amount],
         "subtasks": [isinstance(cqt.subtasks, Manager), cqt.subtasks.count()],
     }
+
+
+from tests.app import controls_tasks  # noqa: E402, F401 - registers the controls tests' tasks

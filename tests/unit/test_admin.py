@@ -242,6 +242,11 @@ def test_the_task_page_links_the_tree_and_the_chain(admin_client):
     assert child_page.count(change_url(parent)) >= 2  # parent and top-level task
 
 
+def test_the_task_page_shows_the_unique_key(admin_client):
+    task = Task.objects.create(func_name="tests.app.tasks.add", unique_key="tests.add:user-7")
+    assert "tests.add:user-7" in admin_client.get(change_url(task)).content.decode()
+
+
 def test_task_times_are_shown_to_the_second_with_the_zone_named(admin_client):
     task = Task.objects.create(func_name="tests.app.tasks.add", args=[1, 2], kwargs={})
     Task.objects.filter(pk=task.pk).update(

@@ -140,9 +140,21 @@ def test_should_retry_stops_when_retries_are_used_up():
 
 
 def test_retry_countdown_doubles_each_attempt():
-    function = TaskFunction(lambda cqt: None, name="x", retries=3, retry_delay=10)
+    function = TaskFunction(
+        lambda cqt: None, name="x", retries=3, retry_delay=10, retry_jitter=False
+    )
     assert [function.retry_countdown(n) for n in (1, 2, 3)] == [10, 20, 40]
     assert TaskFunction(lambda cqt: None, name="y", retries=3).retry_countdown(2) == 0
+
+
+def test_retry_countdown_has_jitter_by_default_between_half_and_all_of_the_backoff():
+    function = TaskFunction(lambda cqt: None, name="x", retries=3, retry_delay=10)
+    for attempt, backoff in ((1, 10), (2, 20), (3, 40)):
+        countdowns = [function.retry_countdown(attempt) for _ in range(200)]
+        assert all(backoff / 2 <= c <= backoff for c in countdowns)
+        # Spread over the range, not in lockstep: both halves of it are hit.
+        assert min(countdowns) < backoff * 0.6 and max(countdowns) > backoff * 0.9
+        assert len(set(countdowns)) > 150
 
 
 def test_the_public_api_imports_from_the_package():
