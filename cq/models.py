@@ -2,7 +2,7 @@
 
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Self
 
 from django.core.exceptions import ValidationError
@@ -332,7 +332,10 @@ class Task(models.Model):
         return follower
 
     def errorback(
-        self, fn: "TaskRef", args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None
+        self,
+        fn: "TaskRef | Callable[..., Any]",
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         """Call `fn(failed_task, error, *args, **kwargs)` if this task finally
         fails: the errorback takes the failed task and its error text, no `cqt`.

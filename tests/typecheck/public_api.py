@@ -71,6 +71,12 @@ assert_type(t.is_done, bool)
 assert_type(t.is_error, bool)
 assert_type(t.chain(add, (3,)), Task)
 assert_type(t.errorback("typing.greet"), None)
+
+
+def on_failure(failed: Task, error: str) -> None: ...
+
+
+assert_type(t.errorback(on_failure), None)
 assert_type(t.submit(), Task)
 assert_type(t.revoke(), Task)
 t.wait(timeout="10")  # type: ignore[arg-type]
