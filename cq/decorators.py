@@ -5,7 +5,9 @@ import inspect
 import logging
 import numbers
 
-from . import registry
+from asgiref.sync import sync_to_async
+
+from . import coroutines, registry
 from .exceptions import InvalidTaskOption
 from .queues import DEFAULT_QUEUE, check_priority, check_queue
 
@@ -19,7 +21,7 @@ class TaskFunction:
         self,
         fn,
         name=None,
-        atomic=True,
+        atomic=None,
         retries=0,
         retry_exceptions=None,
         retry_delay=0,
@@ -30,7 +32,9 @@ class TaskFunction:
     ):
         self.fn = fn
         self.name = name or f"{fn.__module__}.{fn.__qualname__}"
-        self.atomic = bool(atomic)
+        # None: atomic for a plain function, not for an `async def` one (cq.coroutines).
+        self.atomic = coroutines.check_atomic(fn, self.name, atomic)
+        self.is_coroutine = coroutines.is_coroutine_function(fn)
         self.retries = _check_count("retries", retries)
         self.retry_exceptions = _check_retry_exceptions(retry_exceptions)
         self.retry_delay = _check_seconds("retry_delay", retry_delay)
@@ -64,6 +68,10 @@ class TaskFunction:
         from .enqueue import delay
 
         return delay(self, args, kwargs, submit=submit, **fields)
+
+    async def adelay(self, *args, **kwargs):
+        """`.delay()` from async code (an async view, an `async def` task)."""
+        return await sync_to_async(self.delay_args)(args, kwargs)
 
     def delay_many(self, calls, **fields):
         """Queue many calls with one INSERT; `calls` holds `(args, kwargs)` pairs

@@ -26,6 +26,7 @@ _DELAY_FIELDS = {
     "repeating_task",
     "queue",
     "priority",
+    "backend",  # Django's task API (cq.backends): the TASKS alias that enqueued it
 }
 
 

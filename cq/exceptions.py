@@ -33,3 +33,13 @@ class WaitTimeout(CQError, TimeoutError):
 
 class ConfigurationError(CQError, ImproperlyConfigured):
     """cq's settings do not fit together."""
+
+
+class TaskLost(CQError):
+    """The task's worker died while it ran (status LOST); Django's task API reports it as
+    the error of a FAILED result."""
+
+
+class TaskRevoked(CQError):
+    """The task was revoked (status REVOKED); Django's task API reports it as the error
+    of a FAILED result."""

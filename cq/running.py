@@ -2,6 +2,8 @@
 
 import logging
 
+from asgiref.sync import sync_to_async
+
 from . import logs
 from .enqueue import delay
 
@@ -34,6 +36,14 @@ class RunningTask:
         """Launch a subtask; this task finishes only after it does."""
         self.may_have_tree = True
         return delay(fn, args, kwargs, parent=self.task, **fields)
+
+    async def asubtask(self, fn, args=(), kwargs=None, **fields):
+        """`subtask()` from an `async def` task: run in the task's slot thread."""
+        return await sync_to_async(self.subtask)(fn, args, kwargs, **fields)
+
+    async def achain(self, fn, args=(), kwargs=None, **fields):
+        """`chain()` from an `async def` task: run in the task's slot thread."""
+        return await sync_to_async(self.task.chain)(fn, args, kwargs, **fields)
 
     def log(self, message, level=logging.INFO, publish=True, limit=40):
         """Log a line to Python logging and to this task tree's log."""
