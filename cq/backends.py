@@ -21,6 +21,10 @@ OPTIONS hold the cq options of the tasks decorated for this backend:
 `async def` task is never atomic), `at_least_once`, `result_ttl`.
 """
 
+import logging
+import sys
+from importlib import import_module
+
 from asgiref.sync import iscoroutinefunction, sync_to_async
 from django.db import transaction
 
@@ -37,6 +41,8 @@ from .djangotasks import (
 from .enqueue import delay
 from .exceptions import CQError, UnknownTaskError
 from .queues import check_queue
+
+logger = logging.getLogger(__name__)
 
 # The OPTIONS a CQBackend understands: options of cq's @task.
 TASK_OPTIONS = ("retries", "retry_delay", "atomic", "at_least_once", "result_ttl")
@@ -64,6 +70,7 @@ class CQBackend(BaseTaskBackend):
                 f"cq.backends.CQBackend takes {', '.join(TASK_OPTIONS)}"
             )
         taskresults.connect()
+        registry.add_finder(import_module_of)
 
     def validate_task(self, task):
         super().validate_task(task)
@@ -148,3 +155,19 @@ def _adapter(task):
         return normalize_json(func(*start(cqt), *args, **kwargs))
 
     return run
+
+
+def import_module_of(name):
+    """Import the module of the task `name`, a Django task's module path, if it
+    is not imported yet: a worker then knows the Django tasks of any module,
+    not only of the `tasks` modules cq's app imports. Nothing is called by its
+    path: the module's own decorations register what it defines."""
+    module = name.rpartition(".")[0]
+    if not module or module in sys.modules:
+        return False
+    try:
+        import_module(module)
+    except Exception as exc:  # noqa: BLE001 - an unknown task fails as one, with its name
+        logger.warning("task module not imported name=%s error=%r", name, exc)
+        return False
+    return True

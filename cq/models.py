@@ -192,6 +192,7 @@ class Task(models.Model):
         help_text="Worker that claimed it, e.g. 'web-1:4242:ab12cd'.",
     )
     backend = models.CharField(
+        "Django task backend",
         max_length=64,
         blank=True,
         help_text="Alias in TASKS of the Django task backend that enqueued it through "

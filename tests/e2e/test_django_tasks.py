@@ -92,3 +92,11 @@ def test_a_worker_of_other_queues_leaves_the_task(start_worker):
     quick = dtasks.add.enqueue(1, 2)
     assert finished(dtasks.add, quick).return_value == 3
     assert dtasks.shout.get_result(loud.id).status == TaskResultStatus.READY
+
+
+def test_a_task_outside_the_tasks_modules_runs_too(start_worker):
+    from tests.app import dtasks_elsewhere
+
+    start_worker()
+    result = dtasks_elsewhere.triple.enqueue(3)
+    assert finished(dtasks_elsewhere.triple, result).return_value == 9
