@@ -126,9 +126,11 @@ def exception_path(error, traceback):
 
 # ---- Django's signals for rows made through Django's API
 
-# Ids (str) of Django tasks whose function started in this process, until
-# cq's task_finished arrives for them: that tells a Django task from a cq one
-# without a query. A task retried elsewhere leaves its id here: a bound.
+# The rows (by id, str) of Django tasks whose function started in this
+# process, until cq's task_finished arrives for them: that tells a Django task
+# from a cq one without a query, and the row, which cq.completion updates with
+# the outcome it records, makes the TaskResult without one either. A task
+# retried elsewhere leaves its row here: hence a bound.
 _started_here = {}
 _STARTED_MAX = 10_000
 
@@ -141,18 +143,20 @@ def send_started(backend, row, django_task):
     """The function of a Django task starts (on a worker, or inline)."""
     if len(_started_here) >= _STARTED_MAX:
         _started_here.pop(next(iter(_started_here)), None)
-    _started_here[str(row.pk)] = row.backend
+    _started_here[str(row.pk)] = row
     _send(django_signals.task_started, backend, result_of(row, django_task))
 
 
 def relay_finished(sender, task_id, status, **kwargs):
     """cq's task_finished -> Django's, for a row made through Django's API."""
-    known = _started_here.pop(str(task_id), None)
-    if known is None and status == sender.STATUS_SUCCESS:
-        return  # a cq task: only a Django task's function, run here, ends in SUCCESS here
-    row = sender.objects.filter(pk=task_id).exclude(backend="").first()
-    if row is None:
-        return
+    row = _started_here.pop(str(task_id), None)
+    if row is None or row.status != status:
+        if status == sender.STATUS_SUCCESS:
+            return  # a cq task: a Django task succeeds only where its function ran
+        # Revoked, lost, or failed without running here: rare, worth a query.
+        row = sender.objects.filter(pk=task_id).exclude(backend="").first()
+        if row is None:
+            return
     try:
         backend = task_backends[row.backend]
         result = result_of(row)
