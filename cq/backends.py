@@ -93,11 +93,11 @@ class CQBackend(BaseTaskBackend):
             row = delay(task.module_path, args, kwargs, submit=False, **fields)
             taskresults.send_enqueued(self, taskresults.result_of(row, task))
             row.submit()
-        else:
-            row = delay(task.module_path, args, kwargs, **fields)
-            result = taskresults.result_of(row, task)
-            transaction.on_commit(lambda: taskresults.send_enqueued(self, result))
-        return taskresults.result_of(row, task)
+            return taskresults.result_of(row, task)  # the outcome: it ran
+        row = delay(task.module_path, args, kwargs, **fields)
+        result = taskresults.result_of(row, task)
+        transaction.on_commit(lambda: taskresults.send_enqueued(self, result))
+        return result
 
     def get_result(self, result_id):
         return taskresults.result_of(taskresults.get(self.alias, result_id))

@@ -16,6 +16,7 @@ Django's signals go with `sender=` the backend class: `task_enqueued` from
 import logging
 
 from django.apps import apps
+from django.core.exceptions import ValidationError
 
 from . import registry, signals
 from .djangotasks import (
@@ -91,7 +92,7 @@ def get(backend_alias, result_id):
     model = apps.get_model("cq", "Task")
     try:
         row = model.objects.filter(pk=result_id, backend=backend_alias).first()
-    except Exception as exc:  # a malformed id: Django's error for an unknown one
+    except (ValidationError, ValueError, TypeError) as exc:  # not a UUID: unknown too
         raise TaskResultDoesNotExist(result_id) from exc
     if row is None:
         raise TaskResultDoesNotExist(result_id)
