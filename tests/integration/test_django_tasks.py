@@ -3,12 +3,15 @@ backend owes Django (enqueue, results, errors, validation, signals), on Django 6
 django.tasks or the django-tasks backport on 5.2. Tasks run as a worker runs
 them (tests.helpers.run_queued); tests/e2e/test_django_tasks.py uses real workers."""
 
+import json
 import uuid
 from datetime import timedelta
+from io import StringIO
 
 import pytest
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.core.management import call_command
 from django.db import transaction
 from django.test import TransactionTestCase, override_settings
 from django.utils import timezone
@@ -254,3 +257,17 @@ class AsyncAPITests(TransactionTestCase):
         self.assertEqual(result.return_value, 42)
         with self.assertRaises(TaskResultDoesNotExist):
             await dtasks.add.aget_result(str(uuid.uuid4()))
+
+
+def test_cq_status_and_wait_see_django_tasks():
+    failed = dtasks.decline.enqueue("expired")
+    queued = dtasks.shout.enqueue("later")
+    run_queued()
+    out = StringIO()
+    call_command("cq_status", "--json", stdout=out)
+    status = json.loads(out.getvalue())
+    assert str(failed.id) in json.dumps(status["recent_failures"])
+    assert "tests.app.dtasks.decline" in json.dumps(status["recent_failures"])
+    row = Task.objects.get(pk=queued.id)
+    assert row.status == Task.STATUS_SUCCESS  # run_queued runs every queue
+    assert row.wait(timeout=1).result == "LATER"
