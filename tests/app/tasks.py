@@ -407,6 +407,13 @@ async def async_spawn(cqt, count):
 
 
 @task
+async def async_chain(cqt, value):
+    """Chains a task after itself from a coroutine: it receives this one's result."""
+    await cqt.achain(add, (10,))
+    return value
+
+
+@task
 async def async_write(cqt, text):
     """Writes with Django's async ORM."""
     note = await Note.objects.acreate(text=text)

@@ -1,7 +1,7 @@
 """`async def` cq tasks inline: CQ_SERIAL and direct calls take the worker's path."""
 
 import pytest
-from django.test import override_settings
+from django.test import TransactionTestCase, override_settings
 
 from cq.models import Task
 from tests.app import tasks
@@ -35,3 +35,18 @@ def test_a_coroutine_task_in_the_worker_path_uses_the_async_orm():
     task.refresh_from_db()
     assert task.status == Task.STATUS_SUCCESS
     assert Note.objects.get(pk=task.result).text == "async orm"
+
+
+def test_a_coroutine_chains_a_task_after_itself():
+    first = tasks.async_chain.delay(5)
+    run_queued()
+    first.refresh_from_db()
+    [follower] = first.next.all()
+    assert (first.status, follower.status, follower.result) == (Task.STATUS_SUCCESS, "S", 15)
+
+
+class AdelayTests(TransactionTestCase):
+    async def test_adelay_queues_from_async_code(self):
+        task = await tasks.async_nap.adelay(0)
+        self.assertEqual(task.status, Task.STATUS_QUEUED)
+        self.assertEqual(await Task.objects.filter(pk=task.pk).acount(), 1)
