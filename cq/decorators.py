@@ -8,7 +8,9 @@ import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
 
-from . import ratelimits, registry, uniqueness
+from asgiref.sync import sync_to_async
+
+from . import coroutines, ratelimits, registry, uniqueness
 from .exceptions import InvalidTaskOption
 from .queues import DEFAULT_QUEUE, check_priority, check_queue
 
@@ -31,7 +33,7 @@ class TaskFunction(Generic[P, R]):
         self,
         fn: Callable[Concatenate[Any, P], R],
         name=None,
-        atomic=True,
+        atomic=None,
         retries=0,
         retry_exceptions=None,
         retry_delay=0,
@@ -46,7 +48,9 @@ class TaskFunction(Generic[P, R]):
     ):
         self.fn = fn
         self.name = name or f"{fn.__module__}.{fn.__qualname__}"
-        self.atomic = bool(atomic)
+        # None: atomic for a plain function, not for an `async def` one (cq.coroutines).
+        self.atomic = coroutines.check_atomic(fn, self.name, atomic)
+        self.is_coroutine = coroutines.is_coroutine_function(fn)
         self.retries = _check_count("retries", retries)
         self.retry_exceptions = _check_retry_exceptions(retry_exceptions)
         self.retry_delay = _check_seconds("retry_delay", retry_delay)
@@ -97,6 +101,10 @@ class TaskFunction(Generic[P, R]):
         from .enqueue import delay
 
         return delay(self, args, kwargs, submit=submit, **fields)
+
+    async def adelay(self, *args: P.args, **kwargs: P.kwargs) -> "Task":
+        """`.delay()` from async code (an async view, an `async def` task)."""
+        return await sync_to_async(self.delay_args)(args, kwargs)
 
     def delay_many(self, calls: Iterable[Any], **fields: Any) -> "list[Task]":
         """Queue many calls with one INSERT; `calls` holds `(args, kwargs)` pairs

@@ -33,6 +33,7 @@ _DELAY_FIELDS = {
     "queue",
     "priority",
     "unique",
+    "backend",  # Django's task API (cq.backends): the TASKS alias that enqueued it
 }
 
 

@@ -46,3 +46,13 @@ class AlreadyQueued(CQError):
 
 class ErrorbackRefused(CQError):
     """A stored errorback reference fails its signature check: it is not run."""
+
+
+class TaskLost(CQError):
+    """The task's worker died while it ran (status LOST); Django's task API reports it as
+    the error of a FAILED result."""
+
+
+class TaskRevoked(CQError):
+    """The task was revoked (status REVOKED); Django's task API reports it as the error
+    of a FAILED result."""

@@ -8,7 +8,7 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from . import doorbell, logs, registry, storable, transitions
+from . import coroutines, doorbell, logs, registry, storable, transitions
 from .completion import (
     Discarded,
     complete_if_ready,
@@ -189,6 +189,8 @@ def execute(task, observe=None):
 def _call(task_function, run, observe=None):
     began = time.monotonic()
     try:
+        if task_function.is_coroutine:
+            return coroutines.call(task_function.fn, run, *run.task.args, **run.task.kwargs)
         return task_function.fn(run, *run.task.args, **run.task.kwargs)
     finally:
         if observe is not None:

@@ -195,6 +195,13 @@ class Task(models.Model):
         blank=True,
         help_text="Worker that claimed it, e.g. 'web-1:4242:ab12cd'.",
     )
+    backend = models.CharField(
+        "Django task backend",
+        max_length=64,
+        blank=True,
+        help_text="Alias in TASKS of the Django task backend that enqueued it through "
+        "Django's task API (.enqueue()), e.g. 'default'; empty for cq's own API (.delay()).",
+    )
     repeating_task = models.ForeignKey(
         "RepeatingTask",
         null=True,

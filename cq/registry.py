@@ -2,13 +2,21 @@
 
 The worker only ever runs functions found here: a name stored in a row is looked
 up, never imported as a dotted path, so a forged row cannot run `os.system`.
+(Django's task API names a task by its module path: cq.backends may import
+that module, whose decoration registers the task; the name is still only
+looked up here, never called.)
 """
 
+from collections.abc import Callable
 from typing import Any
 
 from .exceptions import UnknownTaskError
 
 _tasks: dict[str, Any] = {}  # name -> TaskFunction
+# Functions that may make an unknown name known (cq.backends: a Django task
+# is named by its module path, and importing that module registers it);
+# each returns whether it imported anything.
+_finders: list[Callable[[str], bool]] = []
 
 
 def register(task_function):
@@ -30,7 +38,16 @@ def get(name):
     try:
         return _tasks[name]
     except KeyError:
-        raise UnknownTaskError(f"no @task is registered as {name!r}") from None
+        pass
+    if any(find(name) for find in list(_finders)) and name in _tasks:
+        return _tasks[name]
+    raise UnknownTaskError(f"no @task is registered as {name!r}")
+
+
+def add_finder(find):
+    """Call `find(name)` for a name not registered (once per finder)."""
+    if find not in _finders:
+        _finders.append(find)
 
 
 def resolve(fn_or_name):

@@ -4,6 +4,8 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from asgiref.sync import sync_to_async
+
 from . import logs
 from .enqueue import delay
 
@@ -46,6 +48,26 @@ class RunningTask:
         """Launch a subtask; this task finishes only after it does."""
         self.may_have_tree = True
         return delay(fn, args, kwargs, parent=self.task, **fields)
+
+    async def asubtask(
+        self,
+        fn: "TaskRef",
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        **fields: Any,
+    ) -> "Task":
+        """`subtask()` from an `async def` task: run in the task's slot thread."""
+        return await sync_to_async(self.subtask)(fn, args, kwargs, **fields)
+
+    async def achain(
+        self,
+        fn: "TaskRef",
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        **fields: Any,
+    ) -> "Task":
+        """`chain()` from an `async def` task: run in the task's slot thread."""
+        return await sync_to_async(self.task.chain)(fn, args, kwargs, **fields)
 
     def log(
         self, message: str, level: int = logging.INFO, publish: bool = True, limit: int = 40

@@ -133,6 +133,27 @@ CQ_HEARTBEAT_INTERVAL = float(os.environ.get("CQ_TEST_HEARTBEAT_INTERVAL", "5"))
 CQ_WORKER_TIMEOUT = float(os.environ.get("CQ_TEST_WORKER_TIMEOUT", "30"))
 CQ_REQUEUE_AFTER = float(os.environ.get("CQ_TEST_REQUEUE_AFTER", "10"))
 
+# Django's task API: django.tasks on Django 6, the django-tasks backport on 5.2
+# (in the test extra for Python 3.11). cq.backends.CQBackend serves both.
+try:
+    import django.tasks  # noqa: F401
+
+    DJANGO_TASKS_API = "django.tasks"
+except ImportError:
+    try:
+        import django_tasks  # noqa: F401
+
+        DJANGO_TASKS_API = "django_tasks"
+        INSTALLED_APPS.append("django_tasks")
+    except ImportError:
+        DJANGO_TASKS_API = None
+
+TASKS = {
+    "default": {"BACKEND": "cq.backends.CQBackend", "QUEUES": ["default", "emails"]},
+    # Django's @task has no retries: a backend's OPTIONS give its tasks cq's.
+    "retrying": {"BACKEND": "cq.backends.CQBackend", "OPTIONS": {"retries": 2}},
+}
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

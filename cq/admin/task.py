@@ -36,7 +36,7 @@ class TaskAdmin(admin.ModelAdmin):
         "duration",
         "repeating_task",
     ]
-    list_filter = ["status", "queue", "repeating_task"]
+    list_filter = ["status", "queue", "backend", "repeating_task"]
     search_fields = ["id", "func_name"]
     list_select_related = ["repeating_task"]
     # Counting every row of a big task table on each page view is slow.
@@ -48,6 +48,7 @@ class TaskAdmin(admin.ModelAdmin):
                 "fields": [
                     "id",
                     "func_name",
+                    "backend",
                     "status",
                     "queue",
                     "priority",

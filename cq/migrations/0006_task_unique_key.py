@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("cq", "0004_queue_priority"),
+        ("cq", "0005_task_backend"),
     ]
 
     operations = [

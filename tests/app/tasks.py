@@ -1,8 +1,10 @@
 """Tasks the test suite runs, in real workers and inline."""
 
+import asyncio
 import logging
 import time
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 
@@ -379,5 +381,47 @@ def describe_call(cqt, amount):
         "subtasks": [isinstance(cqt.subtasks, Manager), cqt.subtasks.count()],
     }
 
+
+# ---- `async def` tasks (cq.coroutines)
+
+
+@task
+async def async_nap(cqt, seconds):
+    await asyncio.sleep(seconds)
+    return seconds
+
+
+@task
+async def async_fail(cqt, message):
+    await asyncio.sleep(0)
+    raise ValueError(message)
+
+
+@task
+async def async_spawn(cqt, count):
+    """Launches subtasks from a coroutine and logs, then finishes with them."""
+    cqt.log("async parent")
+    for n in range(count):
+        await cqt.asubtask(add, (n, n))
+    return "spawned"
+
+
+@task
+async def async_chain(cqt, value):
+    """Chains a task after itself from a coroutine: it receives this one's result."""
+    await cqt.achain(add, (10,))
+    return value
+
+
+@task
+async def async_write(cqt, text):
+    """Writes with Django's async ORM."""
+    note = await Note.objects.acreate(text=text)
+    return note.pk
+
+
+if settings.DJANGO_TASKS_API:
+    # Tasks written with Django's own API only; the worker imports them here.
+    from tests.app import dtasks  # noqa: E402, F401
 
 from tests.app import controls_tasks  # noqa: E402, F401 - registers the controls tests' tasks

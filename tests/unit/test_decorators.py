@@ -4,7 +4,7 @@ import pytest
 
 from cq import registry, task
 from cq.decorators import TaskFunction
-from cq.exceptions import InvalidTaskOption
+from cq.exceptions import InvalidTaskOption, UnknownTaskError
 from cq.models import Task
 
 
@@ -197,3 +197,23 @@ def test_runworker_queues_are_checked():
         call_command("runworker", "cq-tasks", "--queues", "ok,not ok")
     with pytest.raises(CommandError, match="at least one queue"):
         call_command("runworker", "cq-tasks", "--queues", " , ")
+
+
+# ---- `async def` tasks
+
+
+async def _coroutine(cqt):
+    return None
+
+
+def test_a_coroutine_task_is_not_atomic_by_default():
+    coroutine = TaskFunction(_coroutine, name="tests.decorators.coroutine")
+    assert (coroutine.is_coroutine, coroutine.atomic) == (True, False)
+    assert (bare.is_coroutine, bare.atomic) == (False, True)
+
+
+def test_atomic_true_on_a_coroutine_is_refused_at_decoration():
+    with pytest.raises(InvalidTaskOption, match=r"async def task: it cannot be atomic=True"):
+        task("tests.decorators.atomic_coroutine", atomic=True)(_coroutine)
+    with pytest.raises(UnknownTaskError):
+        registry.get("tests.decorators.atomic_coroutine")
