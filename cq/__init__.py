@@ -14,6 +14,8 @@ from .exceptions import (
     InvalidSchedule,
     InvalidTaskOption,
     SerializationError,
+    TaskCancelled,
+    TimeLimitExceeded,
     UnknownTaskError,
     WaitTimeout,
 )
@@ -30,6 +32,8 @@ __all__ = [
     "RepeatingTask",
     "SerializationError",
     "Task",
+    "TaskCancelled",
+    "TimeLimitExceeded",
     "UnknownTaskError",
     "WaitTimeout",
     "__version__",

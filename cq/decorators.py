@@ -8,6 +8,7 @@ import numbers
 from . import registry
 from .exceptions import InvalidTaskOption
 from .queues import DEFAULT_QUEUE, check_priority, check_queue
+from .time_limits import check_time_limit
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +28,7 @@ class TaskFunction:
         at_least_once=False,
         queue=DEFAULT_QUEUE,
         priority=0,
+        time_limit=None,
     ):
         self.fn = fn
         self.name = name or f"{fn.__module__}.{fn.__qualname__}"
@@ -42,6 +44,8 @@ class TaskFunction:
         # Where its runs go unless `delay_args(queue=..., priority=...)` says otherwise.
         self.queue = check_queue(queue)
         self.priority = check_priority(priority)
+        # Seconds before a run is stopped (cq.time_limits); None: CQ_DEFAULT_TIME_LIMIT, 0: none.
+        self.time_limit = check_time_limit(time_limit)
         functools.update_wrapper(self, fn)
 
     def __repr__(self):
@@ -59,8 +63,8 @@ class TaskFunction:
 
     def delay_args(self, args=(), kwargs=None, submit=True, **fields):
         """`.delay()` with options: `queue`, `priority` (-100 to 100, higher
-        first), `submit=False` keeps it PENDING, `run_after`, `countdown`,
-        `result_ttl`, `parent`, ..."""
+        first), `time_limit` (seconds), `submit=False` keeps it PENDING,
+        `run_after`, `countdown`, `result_ttl`, `parent`, ..."""
         from .enqueue import delay
 
         return delay(self, args, kwargs, submit=submit, **fields)

@@ -14,6 +14,7 @@ from . import doorbell, registry, transitions
 from .exceptions import InvalidTaskOption
 from .queues import check_priority, check_queue
 from .storable import check_json
+from .time_limits import check_time_limit
 
 _DELAY_FIELDS = {
     "parent",
@@ -26,6 +27,7 @@ _DELAY_FIELDS = {
     "repeating_task",
     "queue",
     "priority",
+    "time_limit",
 }
 
 
@@ -96,6 +98,7 @@ def _build(task_function, args, kwargs, fields):
         fields["result_ttl"] = task_function.result_ttl
     fields["queue"] = check_queue(fields.get("queue", task_function.queue))
     fields["priority"] = check_priority(fields.get("priority", task_function.priority))
+    fields["time_limit"] = check_time_limit(fields.get("time_limit"))
     return _task_model()(func_name=task_function.name, args=args, kwargs=kwargs, **fields)
 
 

@@ -2,8 +2,9 @@
 
 import logging
 
-from . import logs
+from . import cancelling, logs
 from .enqueue import delay
+from .exceptions import TaskCancelled
 
 
 class RunningTask:
@@ -29,6 +30,17 @@ class RunningTask:
 
     def __repr__(self):
         return f"<RunningTask {self.task}>"
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether this task was revoked while it runs: stop soon (its outcome
+        will be discarded anyway). Read from memory: cheap in a tight loop."""
+        return cancelling.is_cancelled(self.task.pk)
+
+    def check_cancelled(self) -> None:
+        """Raise TaskCancelled if this task was revoked while it runs."""
+        if self.cancelled:
+            raise TaskCancelled(f"task {self.task.pk} was revoked")
 
     def subtask(self, fn, args=(), kwargs=None, **fields):
         """Launch a subtask; this task finishes only after it does."""

@@ -40,6 +40,20 @@ class Command(ChannelsCommand):
             help="cq-tasks: do not run the cron scheduler in this worker.",
         )
         parser.add_argument(
+            "--max-tasks",
+            type=int,
+            default=None,
+            help="cq-tasks: after this many tasks, finish the running ones and "
+            "replace this process with a fresh one (same command line).",
+        )
+        parser.add_argument(
+            "--max-memory",
+            type=int,
+            default=None,
+            help="cq-tasks: past this resident memory, in MB, finish the running "
+            "tasks and replace this process with a fresh one.",
+        )
+        parser.add_argument(
             "--burst",
             action="store_true",
             help="cq-tasks: exit once no queued task is left.",
@@ -56,6 +70,10 @@ class Command(ChannelsCommand):
             )
         if options["concurrency"] < 1:
             raise CommandError(f"--concurrency must be at least 1, got {options['concurrency']}")
+        for option in ("max_tasks", "max_memory"):
+            if options[option] is not None and options[option] < 1:
+                flag = "--" + option.replace("_", "-")
+                raise CommandError(f"{flag} must be at least 1, got {options[option]}")
         try:
             queues = parse_queues(options["queues"])
         except InvalidTaskOption as exc:
@@ -66,6 +84,8 @@ class Command(ChannelsCommand):
             layer_alias=options["layer"],
             scheduler=options["scheduler"],
             burst=options["burst"],
+            max_tasks=options["max_tasks"],
+            max_memory=options["max_memory"],
         )
         self.stdout.write(banner(worker))
         # Redirected to a file or a pipe, stdout is block-buffered: without a
