@@ -40,8 +40,10 @@ class Recycler:
 
     def budget(self, handled, held):
         """How many more tasks the worker may claim (None: no limit), having run
-        `handled` and holding `held`: a recycling worker runs exactly N."""
-        if self.max_memory is not None and rss() > self.max_memory * MEGABYTE:
+        `handled` and holding `held`: a recycling worker runs exactly N. Each
+        generation runs at least one task, even one that starts above the
+        memory bound (it would otherwise replace itself for ever)."""
+        if self.max_memory is not None and handled and rss() > self.max_memory * MEGABYTE:
             return 0
         if self.max_tasks is None:
             return None

@@ -1,6 +1,8 @@
 """Tasks the test suite runs, in real workers and inline."""
 
 import logging
+import os
+import socket
 import time
 
 from django.core.cache import cache
@@ -378,3 +380,74 @@ def describe_call(cqt, amount):
         "amount": [type(amount).__name__, amount],
         "subtasks": [isinstance(cqt.subtasks, Manager), cqt.subtasks.count()],
     }
+
+
+# ---- time limits and cancelling (cq.time_limits, cq.cancelling)
+
+
+def _started(cqt, text):
+    """Writes a Note (rolled back with an atomic task's transaction) and says
+    in the cache that the task runs, and in which process."""
+    Note.objects.create(text=text)
+    cache.set(f"started:{cqt.pk}", os.getpid(), 300)
+
+
+@task(time_limit=1)
+def spin_forever(cqt, text):
+    _started(cqt, text)
+    while True:
+        pass
+
+
+@task(time_limit=1)
+def sleep_forever(cqt, text):
+    _started(cqt, text)
+    time.sleep(3600)
+
+
+@task(time_limit=1)
+def read_forever(cqt, text, port):
+    """Blocked in recv() on a server that accepts and never sends."""
+    _started(cqt, text)
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.recv(1)
+
+
+@task
+def sleep_untimed(cqt, text, seconds=3600):
+    """No time limit: runs in a slot thread of its worker."""
+    _started(cqt, text)
+    time.sleep(seconds)
+    return text
+
+
+@task(time_limit=1, retries=1, retry_exceptions=[TimeoutError])
+def sleep_then_retry(cqt, text):
+    _started(cqt, text)
+    if cqt.retries == 0:
+        time.sleep(3600)
+    return "second attempt"
+
+
+def _until_cancelled(cqt, text):
+    """Waits (60 s at most) for a revoke, notes in the cache when it saw it, and stops."""
+    _started(cqt, text)
+    deadline = time.monotonic() + 60
+    while not cqt.cancelled and time.monotonic() < deadline:
+        time.sleep(0.01)
+    cache.set(f"cancelled:{cqt.pk}", time.time(), 300)
+    cqt.check_cancelled()
+    return "never cancelled"
+
+
+until_cancelled = task("tests.until_cancelled")(_until_cancelled)
+until_cancelled_in_child = task("tests.until_cancelled_in_child", time_limit=120)(_until_cancelled)
+
+
+@task
+def ignore_cancel(cqt, text, seconds):
+    """Writes, then runs `seconds` whatever happens, and says when it ended."""
+    _started(cqt, text)
+    time.sleep(seconds)
+    cache.set(f"ended:{cqt.pk}", time.time(), 300)
+    return text

@@ -1,0 +1,88 @@
+"""Time limits: a task past its limit is stopped, whatever it is doing (cq.time_limits)."""
+
+import socket
+import time
+
+import pytest
+from django.core.cache import cache
+
+from cq.models import Task
+from tests.app import tasks
+from tests.app.models import Note
+from tests.helpers import refreshed, wait_until
+
+# The limit of the tasks below, and the most we allow between it and the
+# recorded failure (measured: see docs/controls-b.md).
+LIMIT = 1.0
+BOUND = 2.0
+
+
+@pytest.fixture
+def silent_server():
+    """A port whose server accepts connections and never sends a byte."""
+    server = socket.create_server(("127.0.0.1", 0), backlog=16)
+    yield server.getsockname()[1]
+    server.close()
+
+
+def finished(task):
+    row = refreshed(task)
+    return row if row.is_done else None
+
+
+def stopped_after(row):
+    """Seconds from the claim to the recorded failure."""
+    return (row.finished - row.started).total_seconds()
+
+
+@pytest.mark.parametrize("kind", ["python loop", "time.sleep", "socket read"])
+def test_a_task_past_its_time_limit_fails_and_its_writes_are_gone(
+    start_worker, silent_server, kind
+):
+    worker = start_worker("--concurrency", "2")
+    text = f"limited {kind}"
+    task = {
+        "python loop": lambda: tasks.spin_forever.delay(text),
+        "time.sleep": lambda: tasks.sleep_forever.delay(text),
+        "socket read": lambda: tasks.read_forever.delay(text, silent_server),
+    }[kind]()
+    row = wait_until(lambda: finished(task), 30, message="the limited task done")
+    assert row.status == Task.STATUS_FAILURE, (row.status, row.error)
+    assert row.error.startswith("TimeLimitExceeded:"), row.error
+    print(f"{kind}: limit {LIMIT:g}s, failure recorded {stopped_after(row):.3f}s after the claim")
+    assert LIMIT <= stopped_after(row) < LIMIT + BOUND
+    # It ran, in a process of its own, and its atomic write was rolled back.
+    assert cache.get(f"started:{task.pk}") not in (None, worker.pid)
+    assert not Note.objects.filter(text=text).exists()
+    # The worker goes on serving.
+    assert tasks.add.delay(2, 3).wait(timeout=10).result == 5
+
+
+def test_a_slot_serves_other_tasks_while_a_limited_task_runs(start_worker):
+    start_worker("--concurrency", "2")
+    limited = tasks.sleep_forever.delay("limited, with company")
+    wait_until(lambda: cache.get(f"started:{limited.pk}"), 20, message="limited task started")
+    began = time.monotonic()
+    assert tasks.add.delay(1, 1).wait(timeout=LIMIT / 2).result == 2
+    assert time.monotonic() - began < LIMIT / 2
+    row = wait_until(lambda: finished(limited), 20, message="the limited task done")
+    assert row.status == Task.STATUS_FAILURE
+
+
+def test_a_time_limit_per_call_stops_a_task_without_one(start_worker):
+    start_worker()
+    task = tasks.sleep_untimed.delay_args(("limited per call",), time_limit=LIMIT)
+    row = wait_until(lambda: finished(task), 30, message="the task done")
+    assert (row.status, row.time_limit) == (Task.STATUS_FAILURE, LIMIT)
+    assert row.error.startswith("TimeLimitExceeded:"), row.error
+    assert stopped_after(row) < LIMIT + BOUND
+    assert not Note.objects.filter(text="limited per call").exists()
+
+
+def test_a_task_past_its_time_limit_is_retried_by_its_retry_rules(start_worker):
+    start_worker()
+    task = tasks.sleep_then_retry.delay("retried")
+    row = wait_until(lambda: finished(task), 30, message="the task done")
+    assert (row.status, row.result, row.retries) == (Task.STATUS_SUCCESS, "second attempt", 1)
+    # The first attempt's write was rolled back, the second's committed.
+    assert Note.objects.filter(text="retried").count() == 1
