@@ -44,9 +44,7 @@ def run_claimed(task, observe=None):
         return None
     limit = _time_limit(task)
     if limit and not doorbell.inline():
-        return time_limits.run_in_child(
-            task, limit, lambda: execute(task), partial(_record_stopped, task), observe
-        )
+        return time_limits.run_in_child(task, limit, partial(_record_stopped, task), observe)
     return execute(task, observe)
 
 

@@ -29,7 +29,7 @@ from django.apps import apps
 from django.db import close_old_connections
 from django.utils import timezone
 
-from . import cancelling, feeder, housekeeping, recycling
+from . import cancelling, feeder, forkserver, housekeeping, recycling
 from .conf import settings as cq_settings
 from .consumers import task_id_of
 from .doorbell import doorbell
@@ -100,6 +100,8 @@ class Worker:
 
     def run(self):
         """Serve until stopped; returns the exit status (0)."""
+        # Before any thread or connection of ours: its copy is clean (cq.forkserver).
+        forkserver.start()
         asyncio.run(self.serve())
         if self.replacing:
             recycling.replace_process(self.name, self.replacing)
