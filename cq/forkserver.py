@@ -20,6 +20,7 @@ worker is gone (execv closes its socket) reads EOF and exits.
 """
 
 import ctypes
+import gc
 import logging
 import os
 import signal
@@ -97,6 +98,9 @@ def _serve(sock, parent):
         signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the children
         # A revoke sent before a child has its handler waits until it has one.
         signal.pthread_sigmask(signal.SIG_BLOCK, {CANCEL_SIGNAL})
+        # Objects moved out of the collector's reach: a child's collections
+        # would otherwise touch, and so copy, every page it shares with us.
+        gc.freeze()
         requests = sock.makefile("rb")
         for line in requests:
             _fork_child(sock, line.decode().strip())

@@ -105,3 +105,24 @@ def alive(pid):
     except ProcessLookupError:
         return False
     return True
+
+
+@pytest.mark.slow
+def test_what_a_time_limit_costs_a_task(start_worker):
+    """Prints tasks/s of one worker with and without a time limit (a fork each)."""
+    start_worker()
+    rates = {}
+    for label, limit in (("no limit", None), ("time_limit=60", 60)):
+        began = time.monotonic()
+        ids = [tasks.add.delay_args((n, n), time_limit=limit).pk for n in range(COST_TASKS)]
+        wait_until(
+            lambda ids=ids: not Task.objects.filter(pk__in=ids).exclude(status="S").exists(),
+            120,
+            message=f"{COST_TASKS} tasks done ({label})",
+        )
+        rates[label] = COST_TASKS / (time.monotonic() - began)
+    print(", ".join(f"{label}: {rate:.0f} tasks/s" for label, rate in rates.items()))
+    assert rates["time_limit=60"] > 5
+
+
+COST_TASKS = 200
