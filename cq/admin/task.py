@@ -56,7 +56,7 @@ class TaskAdmin(admin.ModelAdmin):
                 ]
             },
         ),
-        ("Call", {"fields": ["arguments", "keyword_arguments"]}),
+        ("Call", {"fields": ["arguments", "keyword_arguments", "time_limit"]}),
         ("Outcome", {"fields": ["outcome", "error", "traceback_text", "retries"]}),
         ("Logs", {"fields": ["log_lines"]}),
         (
