@@ -91,7 +91,7 @@ class ForkServer:
 
 def _serve(sock, parent):
     try:
-        _die_with(parent)
+        die_with(parent)
         _leave_inherited_connections()
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # it goes with its worker
         signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -130,7 +130,7 @@ def _fork_child(sock, task_id):
 def _run_child(task_id, server):
     code = 1
     try:
-        _die_with(server)
+        die_with(server)
         _install_child_signals(task_id)
         _execute(task_id)
         code = 0
@@ -157,7 +157,7 @@ def _install_child_signals(task_id):
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {CANCEL_SIGNAL})
 
 
-def _die_with(parent):
+def die_with(parent):
     """Linux: the kernel kills this process when the thread that forked it
     ends: no task outlives its worker, unwatched, past its limit."""
     try:

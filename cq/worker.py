@@ -99,12 +99,13 @@ class Worker:
         self.started = threading.Event()
 
     def run(self):
-        """Serve until stopped; returns the exit status (0)."""
+        """Serve until stopped; returns the exit status (0). A worker that is
+        to be replaced exits with recycling.EXIT_RECYCLE instead."""
         # Before any thread or connection of ours: its copy is clean (cq.forkserver).
         forkserver.start()
         asyncio.run(self.serve())
         if self.replacing:
-            recycling.replace_process(self.name, self.replacing)
+            recycling.exit_for_replacement(self.name, self.replacing)
         return 0
 
     def stop(self):
@@ -113,7 +114,7 @@ class Worker:
         self._loop.call_soon_threadsafe(self._stopping.set)
 
     def replace(self, reason, abandon=()):
-        """Stop, then run this worker's command line again (thread-safe);
+        """Stop, then exit to be replaced by a new process (thread-safe);
         `abandon`: ids of tasks whose slot threads are not waited for."""
         self.slots.abandon(abandon)
         if self.replacing is None:
