@@ -10,8 +10,8 @@ cq.time_limits) learns it from a signal its worker sends it.
 
 With `terminate=True` the task is stopped rather than told: a child process is
 killed; a task run in a slot thread, which nothing can stop from outside, is
-abandoned and the worker replaces itself (cq.recycling) once its other running
-tasks are done. Either way the row stays REVOKED: the guarded transitions
+abandoned and the worker process exits to be replaced (cq.recycling) once its
+other running tasks are done. Either way the row stays REVOKED: the guarded transitions
 discard whatever the task or its worker would record afterwards.
 
 The row is the truth: a message lost while a worker was not subscribed (Redis

@@ -16,7 +16,7 @@ over the socket, SCM_RIGHTS): the slot thread waits on the pidfd for the
 child's exit and signals the child through it, never the wrong process. The
 kernel reaps the children (SIGCHLD ignored), and kills the server with its
 worker and the children with the server (PR_SET_PDEATHSIG); a server whose
-worker is gone (execv closes its socket) reads EOF and exits.
+worker is gone (its socket closed) reads EOF and exits.
 """
 
 import ctypes

@@ -3,7 +3,6 @@
 With either option `runworker` stays a parent that keeps its process id and
 runs the worker as a child, a new one each time the last recycled."""
 
-import os
 import signal
 from collections import Counter
 
@@ -57,6 +56,21 @@ def test_a_worker_with_max_tasks_is_replaced_by_new_processes(start_worker):
     assert not Task.objects.filter(status=Task.STATUS_RUNNING).exists()
     # Each generation printed its banner.
     assert worker.output().count("  queues:") >= len(by_worker), worker.output()
+    print(f"replacements: {replacement_gaps(ids)}")
+
+
+def replacement_gaps(ids):
+    """Seconds from a generation's last finished task to the next one's first claim."""
+    rows = Task.objects.filter(pk__in=ids).values_list("worker", "started", "finished")
+    spans = {}
+    for name, started, finished in rows:
+        first, last = spans.get(name, (started, finished))
+        spans[name] = (min(first, started), max(last, finished))
+    ordered = sorted(spans.values())
+    return [
+        round((following[0] - previous[1]).total_seconds(), 3)
+        for previous, following in zip(ordered, ordered[1:], strict=False)
+    ]
 
 
 def test_a_worker_past_max_memory_is_replaced(start_worker):
