@@ -121,6 +121,8 @@ def supervise() -> int:
         if stopping:  # a signal came between the check and the start
             child.send_signal(stopping[0])
         status = child.wait()
+        if stopping and -status in stopping:
+            return 0  # stopped by our signal before it could handle it (starting up)
         if status != EXIT_RECYCLE:
             # Killed by a signal: the shell's convention, 128 + the signal.
             return status if status >= 0 else 128 - status
