@@ -18,6 +18,8 @@ from .exceptions import (
     InvalidSchedule,
     InvalidTaskOption,
     SerializationError,
+    TaskCancelled,
+    TimeLimitExceeded,
     UnknownTaskError,
     WaitTimeout,
 )
@@ -36,6 +38,8 @@ __all__ = [
     "RepeatingTask",
     "SerializationError",
     "Task",
+    "TaskCancelled",
+    "TimeLimitExceeded",
     "UnknownTaskError",
     "WaitTimeout",
     "__version__",

@@ -40,6 +40,10 @@ DEFAULTS = {
     "GROUP_COMMIT_WINDOW": 0.005,
     # Most tasks in one group.
     "GROUP_MAX": 32,
+    # Seconds a task may run before it is stopped and fails with
+    # TimeLimitExceeded, for tasks without a `time_limit` of their own (None:
+    # no limit). A time-limited task runs in a child process (cq.time_limits).
+    "DEFAULT_TIME_LIMIT": None,
     # Whether `runworker cq-tasks` runs the cron scheduler tick by default.
     "SCHEDULER": True,
 }

@@ -13,6 +13,7 @@ from asgiref.sync import sync_to_async
 from . import coroutines, ratelimits, registry, uniqueness
 from .exceptions import InvalidTaskOption
 from .queues import DEFAULT_QUEUE, check_priority, check_queue
+from .time_limits import check_time_limit
 
 if TYPE_CHECKING:
     from .models import Task
@@ -45,6 +46,7 @@ class TaskFunction(Generic[P, R]):
         unique_key=None,
         rate_limit=None,
         retry_jitter=True,
+        time_limit=None,
     ):
         self.fn = fn
         self.name = name or f"{fn.__module__}.{fn.__qualname__}"
@@ -70,6 +72,8 @@ class TaskFunction(Generic[P, R]):
         self.rate_limit = rate_limit
         self.rate_interval = ratelimits.parse(rate_limit)
         self.retry_jitter = bool(retry_jitter)
+        # Seconds before a run is stopped (cq.time_limits); None: CQ_DEFAULT_TIME_LIMIT, 0: none.
+        self.time_limit = check_time_limit(time_limit)
         functools.update_wrapper(self, fn)
 
     def __repr__(self):
@@ -96,8 +100,8 @@ class TaskFunction(Generic[P, R]):
         **fields: Any,
     ) -> "Task":
         """`.delay()` with options: `queue`, `priority` (-100 to 100, higher
-        first), `submit=False` keeps it PENDING, `run_after`, `countdown`,
-        `result_ttl`, `parent`, ..."""
+        first), `time_limit` (seconds), `submit=False` keeps it PENDING,
+        `run_after`, `countdown`, `result_ttl`, `parent`, ..."""
         from .enqueue import delay
 
         return delay(self, args, kwargs, submit=submit, **fields)

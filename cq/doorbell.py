@@ -19,6 +19,7 @@ other, so the sender is never stuck behind a hung connection.
 import asyncio
 import atexit
 import logging
+import os
 import threading
 import time
 from contextlib import contextmanager
@@ -199,6 +200,9 @@ async def _send_plain(layer, channel, messages):
 
 
 doorbell = Doorbell()
+# A forked child (cq.time_limits) has no sender thread, and a lock one of the
+# parent's threads held stays held there: its doorbell starts afresh.
+os.register_at_fork(after_in_child=lambda: Doorbell.__init__(doorbell))
 ring = doorbell.ring
 flush = doorbell.flush
 atexit.register(doorbell.flush)

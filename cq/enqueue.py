@@ -16,6 +16,7 @@ from . import doorbell, registry, transitions, uniqueness
 from .exceptions import InvalidTaskOption
 from .queues import check_priority, check_queue
 from .storable import check_json
+from .time_limits import check_time_limit
 
 if TYPE_CHECKING:
     from .decorators import TaskRef
@@ -34,6 +35,7 @@ _DELAY_FIELDS = {
     "priority",
     "unique",
     "backend",  # Django's task API (cq.backends): the TASKS alias that enqueued it
+    "time_limit",
 }
 
 
@@ -133,6 +135,7 @@ def _build(task_function, args, kwargs, fields, mode=None):
     fields["queue"] = check_queue(fields.get("queue", task_function.queue))
     fields["priority"] = check_priority(fields.get("priority", task_function.priority))
     fields["unique_key"] = uniqueness.key_for(task_function, args, kwargs, mode)
+    fields["time_limit"] = check_time_limit(fields.get("time_limit"))
     return _task_model()(func_name=task_function.name, args=args, kwargs=kwargs, **fields)
 
 

@@ -31,6 +31,14 @@ class WaitTimeout(CQError, TimeoutError):
     """`task.wait(timeout, raise_on_timeout=True)` ran out of time before the task was done."""
 
 
+class TimeLimitExceeded(CQError, TimeoutError):
+    """A task ran past its time limit and was stopped (`@task(time_limit=...)`)."""
+
+
+class TaskCancelled(CQError):
+    """The running task was revoked: raised by `cqt.check_cancelled()`."""
+
+
 class ConfigurationError(CQError, ImproperlyConfigured):
     """cq's settings do not fit together."""
 

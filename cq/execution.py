@@ -4,11 +4,12 @@ import logging
 import time
 import traceback as tb
 from datetime import timedelta
+from functools import partial
 
 from django.db import transaction
 from django.utils import timezone
 
-from . import coroutines, doorbell, logs, registry, storable, transitions
+from . import coroutines, doorbell, logs, registry, storable, time_limits, transitions
 from .completion import (
     Discarded,
     complete_if_ready,
@@ -17,7 +18,7 @@ from .completion import (
     wait_for_subtasks,
 )
 from .conf import settings as cq_settings
-from .exceptions import CQError, UnknownTaskError
+from .exceptions import CQError, TimeLimitExceeded, UnknownTaskError
 from .models import Task, check_json
 from .running import RunningTask
 from .savepoints import LazySavepoint
@@ -41,7 +42,26 @@ def run_claimed(task, observe=None):
     if task.parent_id is not None and _parent_revoked(task):
         _revoke_orphan(task)
         return None
+    limit = _time_limit(task)
+    if limit and not doorbell.inline():
+        return time_limits.run_in_child(task, limit, partial(_record_stopped, task), observe)
     return execute(task, observe)
+
+
+def _time_limit(task):
+    try:
+        return time_limits.limit_of(task, registry.get(task.func_name))
+    except UnknownTaskError:
+        return time_limits.limit_of(task, None)
+
+
+def _record_stopped(task, exc):
+    """Record the attempt of a task whose process was stopped (cq.time_limits)."""
+    try:
+        task_function = registry.get(task.func_name)
+    except UnknownTaskError:
+        task_function = None
+    _record_error(RunningTask(task), task_function, exc)
 
 
 def run_group(tasks, observe=None):
@@ -71,9 +91,11 @@ def _may_share_a_transaction(task):
     if task.parent_id is not None or task.root_id is not None:
         return False
     try:
-        return registry.get(task.func_name).atomic
+        task_function = registry.get(task.func_name)
     except UnknownTaskError:
         return False
+    # A time-limited task runs in a process of its own (cq.time_limits).
+    return task_function.atomic and not time_limits.limit_of(task, task_function)
 
 
 def _run_together(tasks, observe):
@@ -261,7 +283,7 @@ def _record_error(run, task_function, exc):
     error, trace = describe_error(exc)
     with transaction.atomic():
         if (
-            not isinstance(exc, CQError)
+            (not isinstance(exc, CQError) or isinstance(exc, TimeLimitExceeded))
             and task_function is not None
             and task_function.should_retry(exc, task.retries)
         ):

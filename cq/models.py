@@ -165,6 +165,12 @@ class Task(models.Model):
         default=0,
         help_text="From -100 to 100; higher runs first, first come first served within one.",
     )
+    time_limit = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="Seconds this call may run before it is stopped, e.g. 30 "
+        "(empty: the task's own limit, or CQ_DEFAULT_TIME_LIMIT).",
+    )
     retries = models.PositiveIntegerField(
         default=0, help_text="Failed attempts that were retried so far, e.g. 2."
     )
@@ -369,15 +375,18 @@ class Task(models.Model):
             enqueue.ring([self])
         return self
 
-    def revoke(self) -> Self:
+    def revoke(self, terminate: bool = False) -> Self:
         """Mark this task, its subtasks and its chained tasks REVOKED: none of
-        them will start. A task already running finishes, but its outcome is
-        discarded (and an atomic task's writes are rolled back).
+        them will start. A task already running is told (`cqt.cancelled`,
+        within a second of the commit); if it finishes anyway, its outcome is
+        discarded (and an atomic task's writes are rolled back). With
+        `terminate=True` it is stopped like a task past its time limit.
 
         Works inside the caller's transaction; the revoked rows stay locked
-        until it commits. See `cq.revoking` for the lock order."""
+        until it commits. See `cq.revoking` for the lock order and
+        `cq.cancelling` for running tasks."""
         with transaction.atomic():
-            revoke_tree(self)
+            revoke_tree(self, terminate)
             self.refresh_from_db()
             notify_parent(self)
         return self

@@ -20,7 +20,7 @@ import logging
 from django.db import models
 from django.utils import timezone
 
-from . import doorbell, transitions
+from . import cancelling, doorbell, transitions
 
 logger = logging.getLogger(__name__)
 
@@ -28,10 +28,12 @@ logger = logging.getLogger(__name__)
 BATCH = 500
 
 
-def revoke_tree(top):
+def revoke_tree(top, terminate=False):
     """Mark the task `top` and every active task below it (subtasks and chained
     tasks, any depth) REVOKED, in lock order; returns how many were revoked.
-    Call it inside a transaction: the locks are held until it commits."""
+    Call it inside a transaction: the locks are held until it commits. The
+    workers running some of them are told once it commits (cq.cancelling;
+    `terminate`: they stop them)."""
     now = timezone.now()
     model = type(top)
     rows = tree_rows(model, top.pk)
@@ -49,6 +51,7 @@ def revoke_tree(top):
         touched += late
     # Those that finished meanwhile were announced already: harmless.
     doorbell.announce_on_commit(touched)
+    cancelling.push_on_commit(model, touched, now, terminate)
     logger.info("tree revoked id=%s rows=%s revoked=%s", top.pk, len(rows), revoked)
     return revoked
 

@@ -6,8 +6,9 @@ from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import sync_to_async
 
-from . import logs
+from . import cancelling, logs
 from .enqueue import delay
+from .exceptions import TaskCancelled
 
 if TYPE_CHECKING:
     from .decorators import TaskRef
@@ -37,6 +38,17 @@ class RunningTask:
 
     def __repr__(self):
         return f"<RunningTask {self.task}>"
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether this task was revoked while it runs: stop soon (its outcome
+        will be discarded anyway). Read from memory: cheap in a tight loop."""
+        return cancelling.is_cancelled(self.task.pk)
+
+    def check_cancelled(self) -> None:
+        """Raise TaskCancelled if this task was revoked while it runs."""
+        if self.cancelled:
+            raise TaskCancelled(f"task {self.task.pk} was revoked")
 
     def subtask(
         self,

@@ -92,6 +92,14 @@ class Slots:
         self._held_lock = threading.Lock()
         # Called (from a slot thread) when the slots start waiting for a doorbell.
         self.on_hungry = None
+        # Worker recycling (cq.recycling): `budget()` says how many more tasks
+        # may be claimed (None: no limit); `after_group()` runs after each group.
+        self.budget = None
+        self.after_group = None
+        # Ids (str) of the tasks each slot thread runs, and those abandoned to
+        # a replacement of the process (revoke(terminate=True), cq.cancelling).
+        self._groups = {}
+        self._abandoned = set()
 
     # ---- for the worker's loop (any thread)
 
@@ -129,8 +137,14 @@ class Slots:
             self._stopping = True
             self._lock.notify_all()
         for thread in self._threads:
-            thread.join()
+            # A thread running an abandoned task never ends: the process is replaced.
+            if not self._groups.get(thread, set()) & self._abandoned:
+                thread.join()
         self._unclaim_ready()
+
+    def abandon(self, task_ids):
+        """`stop` will not wait for the threads running these tasks."""
+        self._abandoned.update(str(task_id) for task_id in task_ids)
 
     def running_ids(self):
         """Ids (str) of the tasks this worker has claimed and not finished."""
@@ -149,6 +163,7 @@ class Slots:
                 if not self._database_ready(time.monotonic() - last_group):
                     self._put_back(group)
                     continue
+                self._groups[threading.current_thread()] = {str(t.pk) for t in group}
                 try:
                     run_group(group, self.group_size.observe)
                     self.handled += len(group)
@@ -156,9 +171,12 @@ class Slots:
                     logger.exception("task group failed ids=%s", [str(t.pk) for t in group])
                 finally:
                     self._forget(group)
+                    self._groups.pop(threading.current_thread(), None)
                     with self._lock:
                         self._running -= 1
                     last_group = time.monotonic()
+                    if self.after_group is not None:
+                        self.after_group()
         finally:
             close_old_connections()
 
@@ -214,9 +232,15 @@ class Slots:
                     self._idle += 1
                     self._lock.wait(wait if wait > 0 else None)
                     self._idle -= 1
+                limit = (self._idle + 1) * self.group_size()
+                if self.budget is not None:
+                    limit = min(limit, self._budget())
+                    if limit <= 0:
+                        # A recycling worker claims no more: wait to be stopped.
+                        self._drained = True
+                        continue
                 self._claiming = True
                 wakes = self._wakes
-                limit = (self._idle + 1) * self.group_size()
             claimed = self._claim(limit)
             admitted = self._admit(claimed)
             with self._lock:
@@ -227,6 +251,10 @@ class Slots:
                         self._drained = True
                     # As many slots as there are tasks to take (this one too).
                     self._lock.notify(len(admitted))
+
+    def _budget(self):
+        budget = self.budget(self.handled, len(self._held))
+        return float("inf") if budget is None else budget
 
     def _claim(self, limit):
         """Claim up to `limit` tasks; None (and a pause) if the database failed.

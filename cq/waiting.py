@@ -16,6 +16,7 @@ subscribe polls the row instead.
 
 import asyncio
 import logging
+import os
 import threading
 import time
 
@@ -213,3 +214,5 @@ async def _close(pubsub):
 
 
 hub = FinishedHub()
+# A forked child (cq.time_limits) shares none of the parent's subscriptions.
+os.register_at_fork(after_in_child=lambda: FinishedHub.__init__(hub))

@@ -29,12 +29,13 @@ from django.apps import apps
 from django.db import close_old_connections
 from django.utils import timezone
 
-from . import feeder, housekeeping
+from . import cancelling, feeder, forkserver, housekeeping, recycling
 from .conf import settings as cq_settings
 from .consumers import task_id_of
 from .doorbell import doorbell
 from .exceptions import ConfigurationError
 from .queues import DEFAULT_QUEUE, channel_for, check_queue
+from .recycling import Recycler
 from .slots import Slots
 from .transport import Receiver, is_redis
 
@@ -50,7 +51,16 @@ POP_MAX = 1000
 
 
 class Worker:
-    def __init__(self, concurrency=1, layer_alias=None, scheduler=None, burst=False, queues=None):
+    def __init__(
+        self,
+        concurrency=1,
+        layer_alias=None,
+        scheduler=None,
+        burst=False,
+        queues=None,
+        max_tasks=None,
+        max_memory=None,
+    ):
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
         self.concurrency = concurrency
@@ -69,6 +79,13 @@ class Worker:
             )
         self._receiver = Receiver(self.layer, self.channels) if is_redis(self.layer) else None
         self.slots = Slots(self, concurrency, self.queues)
+        self.recycler = Recycler(max_tasks, max_memory)
+        if self.recycler.enabled:
+            self.slots.budget = self.recycler.budget
+            self.slots.after_group = self._recycle_if_due
+        # Why this worker is replacing itself (cq.recycling), once it is.
+        self.replacing = None
+        self._cancels = cancelling.Listener(self, self._terminate)
         self.last_message = time.monotonic()
         # When the channel layer stopped answering this worker (None: it
         # answers); the heartbeat stores it for cq_status.
@@ -82,14 +99,37 @@ class Worker:
         self.started = threading.Event()
 
     def run(self):
-        """Serve until stopped; returns the exit status (0)."""
+        """Serve until stopped; returns the exit status (0). A worker that is
+        to be replaced exits with recycling.EXIT_RECYCLE instead."""
+        # Before any thread or connection of ours: its copy is clean (cq.forkserver).
+        forkserver.start()
         asyncio.run(self.serve())
+        if self.replacing:
+            recycling.exit_for_replacement(self.name, self.replacing)
         return 0
 
     def stop(self):
         """Ask the worker to stop (thread-safe): running tasks finish first."""
         self.started.wait()
         self._loop.call_soon_threadsafe(self._stopping.set)
+
+    def replace(self, reason, abandon=()):
+        """Stop, then exit to be replaced by a new process (thread-safe);
+        `abandon`: ids of tasks whose slot threads are not waited for."""
+        self.slots.abandon(abandon)
+        if self.replacing is None:
+            self.replacing = reason
+            logger.info("worker will replace itself name=%s reason=%s", self.name, reason)
+            self.stop()
+
+    def _recycle_if_due(self):
+        reason = self.recycler.reason(self.handled)
+        if reason is not None:
+            self.replace(reason)
+
+    def _terminate(self, task_ids):
+        # revoke(terminate=True) of tasks in slot threads: only a new process stops them.
+        self.replace(f"terminate ids={','.join(sorted(task_ids))}", abandon=task_ids)
 
     @property
     def idle(self):
@@ -142,9 +182,11 @@ class Worker:
             self.concurrency,
         )
         self.slots.start()
+        self._cancels.start()
         try:
             await self._receive_loop()
         finally:
+            self._cancels.stop()
             # Running tasks finish; claimed ones not started go back.
             await self._loop.run_in_executor(None, self.slots.stop)
             for job in background:

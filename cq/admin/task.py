@@ -57,7 +57,7 @@ class TaskAdmin(admin.ModelAdmin):
                 ]
             },
         ),
-        ("Call", {"fields": ["arguments", "keyword_arguments", "unique_key"]}),
+        ("Call", {"fields": ["arguments", "keyword_arguments", "unique_key", "time_limit"]}),
         ("Outcome", {"fields": ["outcome", "error", "traceback_text", "retries"]}),
         ("Logs", {"fields": ["log_lines"]}),
         (

@@ -2,6 +2,8 @@
 
 import asyncio
 import logging
+import os
+import socket
 import time
 
 from django.conf import settings
@@ -423,5 +425,88 @@ async def async_write(cqt, text):
 if settings.DJANGO_TASKS_API:
     # Tasks written with Django's own API only; the worker imports them here.
     from tests.app import dtasks  # noqa: E402, F401
+
+# ---- time limits and cancelling (cq.time_limits, cq.cancelling)
+
+
+def _started(cqt, text=None):
+    """Writes a Note if given its `text` (rolled back with an atomic task's
+    transaction) and says in the cache that the task runs, and in which process.
+    On SQLite the write takes the database's write lock until the task ends:
+    tasks to be revoked while they run write nothing before."""
+    cache.set(f"started:{cqt.pk}", os.getpid(), 300)
+    if text is not None:
+        Note.objects.create(text=text)
+        cache.set(f"wrote:{cqt.pk}", os.getpid(), 300)
+
+
+@task(time_limit=1)
+def spin_forever(cqt, text):
+    _started(cqt, text)
+    while True:
+        pass
+
+
+@task(time_limit=1)
+def sleep_forever(cqt, text):
+    _started(cqt, text)
+    time.sleep(3600)
+
+
+@task(time_limit=1)
+def read_forever(cqt, text, port):
+    """Blocked in recv() on a server that accepts and never sends."""
+    _started(cqt, text)
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.recv(1)
+
+
+# Not atomic, like the tasks below that are revoked while they run: on SQLite
+# an atomic task holds the write lock (BEGIN IMMEDIATE) until it ends, and a
+# revoke would wait for it.
+@task(atomic=False)
+def sleep_untimed(cqt, seconds=3600):
+    """No time limit: runs in a slot thread of its worker."""
+    _started(cqt)
+    time.sleep(seconds)
+    return seconds
+
+
+@task(time_limit=1, retries=1, retry_exceptions=[TimeoutError])
+def sleep_then_retry(cqt, text):
+    _started(cqt, text)
+    if cqt.retries == 0:
+        time.sleep(3600)
+    return "second attempt"
+
+
+def _until_cancelled(cqt):
+    """Waits (60 s at most) for a revoke, notes in the cache when it saw it, and stops."""
+    _started(cqt)
+    deadline = time.monotonic() + 60
+    while not cqt.cancelled and time.monotonic() < deadline:
+        time.sleep(0.01)
+    cache.set(f"cancelled:{cqt.pk}", time.time(), 300)
+    cqt.check_cancelled()
+    return "never cancelled"
+
+
+until_cancelled = task("tests.until_cancelled", atomic=False)(_until_cancelled)
+until_cancelled_in_child = task("tests.until_cancelled_in_child", atomic=False, time_limit=120)(
+    _until_cancelled
+)
+
+
+def _ignore_cancel(cqt, text, seconds):
+    """Runs `seconds` whatever happens, then writes, and says when it ended."""
+    _started(cqt)
+    time.sleep(seconds)
+    Note.objects.create(text=text)
+    cache.set(f"ended:{cqt.pk}", time.time(), 300)
+    return text
+
+
+ignore_cancel = task("tests.ignore_cancel")(_ignore_cancel)
+ignore_cancel_non_atomic = task("tests.ignore_cancel_non_atomic", atomic=False)(_ignore_cancel)
 
 from tests.app import controls_tasks  # noqa: E402, F401 - registers the controls tests' tasks

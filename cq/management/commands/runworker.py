@@ -4,10 +4,13 @@ cq must come before `channels` in INSTALLED_APPS for this command to win (a
 system check says so).
 """
 
+import sys
+
 from channels import DEFAULT_CHANNEL_LAYER
 from channels.management.commands.runworker import Command as ChannelsCommand
 from django.core.management import CommandError
 
+from cq import recycling
 from cq.banner import banner
 from cq.conf import settings as cq_settings
 from cq.exceptions import InvalidTaskOption
@@ -41,6 +44,20 @@ class Command(ChannelsCommand):
             help="cq-tasks: do not run the cron scheduler in this worker.",
         )
         parser.add_argument(
+            "--max-tasks",
+            type=int,
+            default=None,
+            help="cq-tasks: after this many tasks, finish the running ones and "
+            "start a fresh process (same command line) in its place.",
+        )
+        parser.add_argument(
+            "--max-memory",
+            type=int,
+            default=None,
+            help="cq-tasks: past this resident memory, in MB, finish the running "
+            "tasks and start a fresh process in its place.",
+        )
+        parser.add_argument(
             "--burst",
             action="store_true",
             help="cq-tasks: exit once no queued task is left.",
@@ -57,6 +74,15 @@ class Command(ChannelsCommand):
             )
         if options["concurrency"] < 1:
             raise CommandError(f"--concurrency must be at least 1, got {options['concurrency']}")
+        for option in ("max_tasks", "max_memory"):
+            if options[option] is not None and options[option] < 1:
+                flag = "--" + option.replace("_", "-")
+                raise CommandError(f"{flag} must be at least 1, got {options[option]}")
+        if options["max_tasks"] or options["max_memory"]:
+            if not recycling.has_parent():
+                # This process stays, small, and runs the worker as its child.
+                sys.exit(recycling.supervise())
+            recycling.die_with_parent()
         try:
             queues = parse_queues(options["queues"])
         except InvalidTaskOption as exc:
@@ -67,6 +93,8 @@ class Command(ChannelsCommand):
             layer_alias=options["layer"],
             scheduler=options["scheduler"],
             burst=options["burst"],
+            max_tasks=options["max_tasks"],
+            max_memory=options["max_memory"],
         )
         install_default_logging()
         self.stdout.write(banner(worker))
