@@ -22,6 +22,7 @@ import json
 import logging
 import threading
 import time
+from contextlib import contextmanager
 from functools import partial
 
 from channels.layers import get_channel_layer
@@ -37,11 +38,39 @@ BATCH = 500
 
 # Ids (str) of the tasks running in this process that were revoked.
 _cancelled: set[str] = set()
+# Task id (str) -> what to call when it is revoked: an `async def` task's
+# cancel (cq.coroutines). Reentrant: in a child process `mark` runs in a signal
+# handler, which may interrupt `watching` in the same thread.
+_watchers: dict[str, list] = {}
+_watchers_lock = threading.RLock()
 
 
 def mark(task_ids):
     """Note that these running tasks were revoked (what `cqt.cancelled` reads)."""
-    _cancelled.update(str(task_id) for task_id in task_ids)
+    ids = {str(task_id) for task_id in task_ids}
+    _cancelled.update(ids)
+    with _watchers_lock:
+        callbacks = [callback for task_id in ids for callback in _watchers.get(task_id, ())]
+    for callback in callbacks:
+        callback()
+
+
+@contextmanager
+def watching(task_id, callback):
+    """Within the block, call `callback` (from whichever thread hears it) when
+    the task is revoked; at once if it already was."""
+    task_id = str(task_id)
+    with _watchers_lock:
+        _watchers.setdefault(task_id, []).append(callback)
+    try:
+        if is_cancelled(task_id):
+            callback()
+        yield
+    finally:
+        with _watchers_lock:
+            _watchers[task_id].remove(callback)
+            if not _watchers[task_id]:
+                del _watchers[task_id]
 
 
 def is_cancelled(task_id) -> bool:

@@ -17,9 +17,12 @@ transaction, so `atomic=True` could not make them commit with its outcome.
 `@task` refuses it at decoration (`check_atomic`).
 """
 
+import asyncio
+
 from asgiref.sync import async_to_sync, iscoroutinefunction
 
-from .exceptions import InvalidTaskOption
+from . import cancelling
+from .exceptions import InvalidTaskOption, TaskCancelled
 
 
 def is_coroutine_function(fn) -> bool:
@@ -44,6 +47,29 @@ def check_atomic(fn, name: str, atomic: bool | None) -> bool:
     return bool(atomic)
 
 
-def call(fn, *args, **kwargs):
+def call(fn, task_id, *args, **kwargs):
     """Run the coroutine function `fn` to completion from this (sync) thread."""
-    return async_to_sync(fn)(*args, **kwargs)
+    return async_to_sync(_cancellable)(fn, task_id, args, kwargs)
+
+
+async def _cancellable(fn, task_id, args, kwargs):
+    """Run `fn`; a revoke of its task (cq.cancelling) cancels it, so that the
+    coroutine sees asyncio.CancelledError at its current await. cq records
+    TaskCancelled instead: CancelledError is a BaseException, which must not
+    escape a slot thread (the row is REVOKED; that record is discarded)."""
+    work = asyncio.ensure_future(fn(*args, **kwargs))
+    loop = asyncio.get_running_loop()
+
+    def cancel():
+        try:
+            loop.call_soon_threadsafe(work.cancel)
+        except RuntimeError:  # the loop closed: the task ended meanwhile
+            pass
+
+    with cancelling.watching(task_id, cancel):
+        try:
+            return await work
+        except asyncio.CancelledError:
+            if not cancelling.is_cancelled(task_id):
+                raise
+            raise TaskCancelled(f"task {task_id} was revoked") from None

@@ -212,7 +212,9 @@ def _call(task_function, run, observe=None):
     began = time.monotonic()
     try:
         if task_function.is_coroutine:
-            return coroutines.call(task_function.fn, run, *run.task.args, **run.task.kwargs)
+            return coroutines.call(
+                task_function.fn, run.task.pk, run, *run.task.args, **run.task.kwargs
+            )
         return task_function.fn(run, *run.task.args, **run.task.kwargs)
     finally:
         if observe is not None:

@@ -6,6 +6,7 @@ import os
 import socket
 import time
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
@@ -494,6 +495,24 @@ def _until_cancelled(cqt):
 until_cancelled = task("tests.until_cancelled", atomic=False)(_until_cancelled)
 until_cancelled_in_child = task("tests.until_cancelled_in_child", atomic=False, time_limit=120)(
     _until_cancelled
+)
+
+
+async def _async_until_cancelled(cqt):
+    """Awaits (60 s at most); its revoke cancels it: notes in the cache when
+    it saw asyncio.CancelledError, and lets it go on."""
+    await sync_to_async(_started)(cqt)
+    try:
+        await asyncio.sleep(60)
+    except asyncio.CancelledError:
+        await sync_to_async(cache.set)(f"cancelled:{cqt.pk}", time.time(), 300)
+        raise
+    return "never cancelled"
+
+
+async_until_cancelled = task("tests.async_until_cancelled")(_async_until_cancelled)
+async_until_cancelled_in_child = task("tests.async_until_cancelled_in_child", time_limit=120)(
+    _async_until_cancelled
 )
 
 

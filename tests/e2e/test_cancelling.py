@@ -20,7 +20,15 @@ def started(task):
     time.sleep(0.2)
 
 
-@pytest.mark.parametrize("fn", [tasks.until_cancelled, tasks.until_cancelled_in_child])
+@pytest.mark.parametrize(
+    "fn",
+    [
+        tasks.until_cancelled,
+        tasks.until_cancelled_in_child,
+        tasks.async_until_cancelled,  # sees asyncio.CancelledError
+        tasks.async_until_cancelled_in_child,
+    ],
+)
 def test_a_cooperative_task_sees_its_revoke_within_a_second(start_worker, fn):
     start_worker()
     task = fn.delay()
