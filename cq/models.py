@@ -200,6 +200,29 @@ class Task(models.Model):
         db_index=False,
         help_text="The repeating task that launched this run, if any.",
     )
+    progress = models.JSONField(
+        null=True,
+        blank=True,
+        encoder=DjangoJSONEncoder,
+        help_text='Latest progress the task reported, e.g. {"done": 3, "total": 10, '
+        '"message": "page 3"}.',
+    )
+    attempts = models.JSONField(
+        default=list,
+        blank=True,
+        encoder=DjangoJSONEncoder,
+        help_text="Earlier attempts that failed and were retried, oldest first, e.g. "
+        '[{"started": "...", "ended": "...", "worker": "w1", "error": "ValueError: x"}].',
+    )
+    retry_of = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="retried_as",
+        db_index=False,
+        help_text="The task this one re-runs (Task.retry(), the admin's retry action).",
+    )
 
     objects = TaskQuerySet.as_manager()
 
@@ -236,7 +259,13 @@ class Task(models.Model):
                     name=f"cq_task_{link}",
                     condition=models.Q(**{f"{link}__isnull": False}),
                 )
-                for link in ("parent", "root", "previous", "repeating_task")
+                for link in ("parent", "root", "previous", "repeating_task", "retry_of")
+            ),
+            # The admin lists top-level tasks, newest first.
+            models.Index(
+                fields=["-submitted"],
+                name="cq_task_top_newest",
+                condition=models.Q(parent__isnull=True),
             ),
         ]
 

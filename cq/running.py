@@ -4,6 +4,7 @@ import logging
 
 from . import logs
 from .enqueue import delay
+from .progress import Progress
 
 
 class RunningTask:
@@ -23,6 +24,7 @@ class RunningTask:
         self.may_have_tree = False
         # Lines logged with publish=False, not yet in the tree's buffer.
         self.pending_logs = []
+        self.progress_reports = Progress()
 
     def __getattr__(self, name):
         return getattr(self.task, name)
@@ -38,3 +40,8 @@ class RunningTask:
     def log(self, message, level=logging.INFO, publish=True, limit=40):
         """Log a line to Python logging and to this task tree's log."""
         logs.log(self, message, level, publish, limit)
+
+    def progress(self, done, total=None, message=""):
+        """Report how far the task has come, e.g. `cqt.progress(3, 10, "page 3")`:
+        stored on the row and pushed to its watchers (coalesced; cq.progress)."""
+        self.progress_reports.report(self, done, total, message)
