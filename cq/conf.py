@@ -51,6 +51,8 @@ DEFAULTS = {
     # Dotted path of `fn(user, task) -> bool`, who may watch a task live (and
     # see it on app pages); empty: active staff users with the view permission.
     "LIVE_PERMISSION": "",
+    # Seconds between two updates of the admin's dashboard, pushed over its WebSocket.
+    "DASHBOARD_INTERVAL": 2.0,
 }
 
 

@@ -41,3 +41,36 @@ class GroupListener:
 
     def of_type(self, kind):
         return [event for event in self.events if event["type"] == kind]
+
+
+def application():
+    """The WebSocket routing a project's asgi.py gets from docs/live.md."""
+    from channels.auth import AuthMiddlewareStack
+    from channels.routing import URLRouter
+
+    from cq.live import websocket_urlpatterns
+
+    return AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+
+
+def session_cookie(user):
+    """The Cookie header of a browser where `user` has logged in."""
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    return [(b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode())]
+
+
+def user_named_owner(user, task):
+    """A CQ_LIVE_PERMISSION rule of the app's own: only the user "owner"."""
+    return user.is_authenticated and user.username == "owner"
+
+
+def make_user(username, staff=False, *permissions):
+    from django.contrib.auth.models import Permission, User
+
+    user = User.objects.create_user(username, password="pw", is_staff=staff)
+    for codename in permissions:
+        user.user_permissions.add(Permission.objects.get(codename=codename))
+    return user
