@@ -15,6 +15,7 @@ from .exceptions import (
     InvalidSchedule,
     InvalidTaskOption,
     SerializationError,
+    TaskNotRetryable,
     UnknownTaskError,
     WaitTimeout,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "RepeatingTask",
     "SerializationError",
     "Task",
+    "TaskNotRetryable",
     "UnknownTaskError",
     "WaitTimeout",
     "__version__",

@@ -26,6 +26,7 @@ _DELAY_FIELDS = {
     "repeating_task",
     "queue",
     "priority",
+    "retry_of",
 }
 
 

@@ -31,6 +31,10 @@ class InvalidProgress(CQError, ValueError):
     """`cqt.progress()` was given a bad value (a negative count, done above total)."""
 
 
+class TaskNotRetryable(CQError, ValueError):
+    """`Task.retry()` on a task that did not fail (it succeeded, was revoked or still runs)."""
+
+
 class WaitTimeout(CQError, TimeoutError):
     """`task.wait(timeout, raise_on_timeout=True)` ran out of time before the task was done."""
 

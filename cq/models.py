@@ -14,6 +14,7 @@ from .completion import notify_parent, release_chained
 from .enqueue import delay, delay_many  # noqa: F401 - also importable from here, as before
 from .exceptions import DuplicateSubmitError, InvalidTaskOption, WaitTimeout
 from .queues import DEFAULT_QUEUE
+from .reruns import rerun
 from .revoking import revoke_tree
 from .schedules import next_run, schedule_task, validate  # noqa: F401 - schedule_task: django-cq's import path
 from .storable import check_json
@@ -363,6 +364,11 @@ class Task(models.Model):
         if self.run_after is None:
             enqueue.ring([self])
         return self
+
+    def retry(self):
+        """Run this failed, incomplete or lost task's call again: a new QUEUED
+        task, linked back by `retry_of`; returns it (cq.reruns)."""
+        return rerun(self)
 
     def revoke(self):
         """Mark this task, its subtasks and its chained tasks REVOKED: none of

@@ -1,6 +1,8 @@
 """A tree's state as a watcher receives it: counts of its subtasks by status,
 the share done, progress stored inline (CQ_SERIAL)."""
 
+import uuid
+
 import pytest
 from django.test import override_settings
 
@@ -55,3 +57,18 @@ def test_bad_progress_fails_the_task_with_the_error_named():
     assert task.status == Task.STATUS_FAILURE
     assert task.error == "InvalidProgress: progress done=5 is above total=3"
     assert task.progress is None
+
+
+@override_settings(CQ_SERIAL=True)
+def test_every_failed_attempt_is_kept_with_its_error_and_timings():
+    task = tasks.flaky.delay(f"attempts-{uuid.uuid4().hex}", 2)
+    task.refresh_from_db()
+    assert task.status == Task.STATUS_SUCCESS and task.retries == 2
+    assert [entry["error"] for entry in task.attempts] == [
+        "ConnectionError: attempt 1",
+        "ConnectionError: attempt 2",
+    ]
+    assert [entry["attempt"] for entry in task.attempts] == [1, 2]
+    for entry in task.attempts:
+        assert entry["worker"] == "inline"
+        assert entry["started"] <= entry["ended"]
