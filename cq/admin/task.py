@@ -14,12 +14,15 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.core.serializers.json import DjangoJSONEncoder
 from django.template.loader import render_to_string
-from django.urls import reverse
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 from django.utils.translation import ngettext
 
 from ..exceptions import CQError
+from ..live import dashboard
+from ..live.routing import PREFIX
 from ..models import Task
 from ..templatetags.cq_live import progress_context
 from .filters import FunctionFilter, LevelFilter, WorkerFilter
@@ -110,6 +113,26 @@ class TaskAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+    def get_urls(self):
+        dashboard_page = self.admin_site.admin_view(self.dashboard_view)
+        return [
+            path("dashboard/", dashboard_page, name="cq_dashboard"),
+            *super().get_urls(),
+        ]
+
+    def dashboard_view(self, request):
+        """Counts by status and queue, queue depth and oldest age, workers and
+        what they run, the last hour's throughput; live over cq.live's WebSocket."""
+        if not dashboard.may_view(request.user):
+            raise PermissionDenied
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "cq dashboard",
+            "figures": dashboard.figures(),
+            "path": f"/{PREFIX}dashboard/",
+        }
+        return TemplateResponse(request, "admin/cq/dashboard.html", context)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         if request.method == "POST":

@@ -171,3 +171,41 @@ def test_repeating_tasks_show_their_last_runs_status(admin_client):
     page = admin_client.get(reverse("admin:cq_repeatingtask_changelist")).content.decode()
     assert "Last run&#x27;s status" in page
     assert ">Failure</span>" in page
+
+
+# ---- the dashboard
+
+DASHBOARD = reverse("admin:cq_dashboard")
+
+
+def test_dashboard_shows_counts_queues_workers_and_the_last_hour(admin_client):
+    from cq.models import WorkerHeartbeat
+
+    make(status="Q", queue="emails")
+    make(status="R", worker="w1")
+    Task.objects.filter(status="R").update(started=T0)
+    WorkerHeartbeat.objects.create(name="w1")
+    response = admin_client.get(DASHBOARD)
+    assert response.status_code == 200
+    figures = response.context["figures"]
+    assert figures["tasks"]["queued"] == 1 and figures["tasks"]["running"] == 1
+    assert [queue["queue"] for queue in figures["queues"]] == ["default", "emails"]
+    (worker,) = figures["workers"]
+    assert worker["alive"] and [t["func_name"] for t in worker["tasks"]] == ["tests.app.tasks.add"]
+    page = response.content.decode()
+    assert 'data-cq-path="/cq/live/dashboard/"' in page
+    assert DASHBOARD in admin_client.get(TASK_LIST).content.decode()
+
+
+def test_dashboard_needs_the_view_permission_on_tasks(client):
+    viewer = staff_client(client, "view_repeatingtask")
+    assert viewer.get(DASHBOARD).status_code == 403
+    from django.contrib.auth.models import Permission
+
+    viewer_user = viewer.session.get("_auth_user_id")
+    from django.contrib.auth.models import User
+
+    User.objects.get(pk=viewer_user).user_permissions.add(
+        Permission.objects.get(codename="view_task")
+    )
+    assert viewer.get(DASHBOARD).status_code == 200
