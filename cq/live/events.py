@@ -22,14 +22,8 @@ def tree_group(top_id) -> str:
 
 def connect() -> None:
     """Publish status changes: connect to cq's signals (from AppConfig.ready)."""
-    for signal in (
-        signals.task_enqueued,
-        signals.task_started,
-        signals.task_waiting,
-        signals.task_retried,
-        signals.task_finished,
-    ):
-        signal.connect(status_changed, dispatch_uid=f"cq.live.{id(signal)}")
+    for name in ("task_enqueued", "task_started", "task_waiting", "task_retried", "task_finished"):
+        getattr(signals, name).connect(status_changed, dispatch_uid=f"cq.live.{name}")
 
 
 def status_changed(sender, task_id, **kwargs):

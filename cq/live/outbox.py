@@ -22,13 +22,16 @@ logger = logging.getLogger(__name__)
 
 # Seconds without a job after which the thread closes its database connection.
 IDLE = 0.5
+# Most jobs waiting: past it (Redis down or slow), new events are dropped, not
+# buffered without bound in a worker's memory.
+MOST_WAITING = 10_000
 
 _failed = Throttled(logger)
 
 
 class Outbox:
     def __init__(self):
-        self._jobs = queue.Queue()
+        self._jobs = queue.Queue(MOST_WAITING)
         self._lock = threading.Lock()
         self._thread = None
         self._pid = None
@@ -37,17 +40,15 @@ class Outbox:
     def put(self, job, *args) -> None:
         """Run `job(*args)` on the outbox thread, after the jobs put before it."""
         self._start()
-        self._jobs.put((job, args))
+        try:
+            self._jobs.put_nowait((job, args))
+        except queue.Full:
+            _failed.warning("live event dropped, %s waiting job=%s", MOST_WAITING, job.__name__)
 
     def run(self, coroutine):
         """Run `coroutine` on this thread's event loop (from a job only): one
         loop for the thread's life, so the channel layer keeps its connections."""
         return self._loop.run_until_complete(coroutine)
-
-    def drain(self) -> None:
-        """Block until every job put so far has run (tests, a stopping worker)."""
-        if self._thread is not None and self._pid == os.getpid():
-            self._jobs.join()
 
     def _start(self):
         # After a fork the thread is gone but the object is not: start anew.
@@ -55,7 +56,7 @@ class Outbox:
             return
         with self._lock:
             if self._thread is None or self._pid != os.getpid():
-                self._jobs = queue.Queue()
+                self._jobs = queue.Queue(MOST_WAITING)
                 self._pid = os.getpid()
                 self._thread = threading.Thread(target=self._run, name="cq-outbox", daemon=True)
                 self._thread.start()
@@ -73,8 +74,6 @@ class Outbox:
                 job(*args)
             except Exception as exc:  # noqa: BLE001 - a lost event must not stop the next ones
                 _failed.warning("live event not sent job=%s error=%r", job.__name__, exc)
-            finally:
-                self._jobs.task_done()
 
 
 outbox = Outbox()
