@@ -4,22 +4,29 @@ browser's consumer would, from the test process."""
 import asyncio
 import time
 
+from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 
+from cq.live import watchers
 from cq.live.events import tree_group
 
 
 class GroupListener:
-    """Collects every event sent to a tree's group, from `async with` on."""
+    """Collects every event sent to a tree's group, from `async with` on. It
+    marks itself as a watcher, as TaskConsumer does, unless `mark=False`."""
 
-    def __init__(self, top_id):
+    def __init__(self, top_id, mark=True):
         self.group = tree_group(top_id)
         self.events = []
         self.layer = get_channel_layer()
+        self.mark = mark
 
     async def __aenter__(self):
         self.channel = await self.layer.new_channel()
         await self.layer.group_add(self.group, self.channel)
+        if self.mark:
+            await sync_to_async(watchers.mark)()
+            await asyncio.sleep(watchers.SETTLE)  # the workers see the mark
         return self
 
     async def __aexit__(self, *exc):

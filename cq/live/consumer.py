@@ -4,9 +4,10 @@ Route them with cq.live.websocket_urlpatterns (see docs/live.md):
 
     "websocket": AuthMiddlewareStack(URLRouter(cq.live.websocket_urlpatterns)),
 
-A watcher joins the tree's group before it reads the tree, so an event sent
-between the page load and the subscription is never missed: it is either in
-the first message (the current state) or arrives after it.
+A watcher joins the tree's group and marks itself as watching (workers
+publish only then: cq.live.watchers) before it reads the tree, so an event
+sent between the page load and the subscription is never missed: it is
+either in the first message (the current state) or arrives after it.
 """
 
 import asyncio
@@ -15,7 +16,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from ..conf import settings as cq_settings
-from . import dashboard, permissions
+from . import dashboard, permissions, watchers
 from .events import tree_group
 from .state import snapshot
 
@@ -35,6 +36,8 @@ class TaskConsumer(LiveConsumer):
     "state", "progress" and "log"."""
 
     group = None
+    marker = None
+    lines_in_state = frozenset()
 
     async def connect(self):
         task_id = self.scope["url_route"]["kwargs"]["task_id"]
@@ -46,9 +49,15 @@ class TaskConsumer(LiveConsumer):
         self.group = tree_group(top_id)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
+        self.marker = asyncio.ensure_future(_keep_marked())
+        # Workers publish once they see a watcher's mark: what they drop
+        # before that happened before this read, so it is in the state.
+        await asyncio.sleep(watchers.SETTLE)
         await self._send_state(with_logs=True)
 
     async def disconnect(self, code):
+        if self.marker is not None:
+            self.marker.cancel()
         if self.group is not None:
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
@@ -63,11 +72,17 @@ class TaskConsumer(LiveConsumer):
         )
 
     async def cq_log(self, event):
-        await self.send_json({"type": "log", "lines": event["lines"]})
+        # A line logged just before the first state was read is in its `logs`
+        # and may also arrive here, its event queued meanwhile: send it once.
+        lines = [line for line in event["lines"] if _line_key(line) not in self.lines_in_state]
+        if lines:
+            await self.send_json({"type": "log", "lines": lines})
 
     async def _send_state(self, with_logs=False):
         state = await database_sync_to_async(_snapshot)(self.task_id, with_logs)
         if state is not None:
+            if with_logs:
+                self.lines_in_state = {_line_key(line) for line in state["logs"]}
             await self.send_json({"type": "state", **state})
 
 
@@ -94,6 +109,16 @@ class DashboardConsumer(LiveConsumer):
             figures = await database_sync_to_async(dashboard.figures)()
             await self.send_json({"type": "dashboard", **figures})
             await asyncio.sleep(cq_settings.DASHBOARD_INTERVAL)
+
+
+def _line_key(line):
+    return (line.get("timestamp"), line.get("origin"), line.get("message"))
+
+
+async def _keep_marked():
+    while True:
+        await database_sync_to_async(watchers.mark)()
+        await asyncio.sleep(watchers.RENEW)
 
 
 def _top_id_if_allowed(user, task_id):

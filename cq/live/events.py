@@ -5,7 +5,8 @@ top-level task. Status changes
 come from cq's signals (cq.transitions sends them, once the change has
 committed), progress from `cqt.progress()`, log lines from `cqt.log()`.
 Events are sent from the outbox thread (cq.live.outbox): the task never
-waits for Redis, and with CQ_LIVE off nothing is sent at all.
+waits for Redis. They are sent only while someone watches (cq.live.watchers),
+and never with CQ_LIVE off.
 """
 
 from channels.layers import get_channel_layer
@@ -13,6 +14,7 @@ from channels.layers import get_channel_layer
 from .. import signals
 from ..conf import settings as cq_settings
 from .outbox import outbox
+from .watchers import watchers
 
 
 def tree_group(top_id) -> str:
@@ -28,21 +30,26 @@ def connect() -> None:
 
 def status_changed(sender, task_id, **kwargs):
     """A signal receiver: the row has changed status; publish it as it now is."""
-    if cq_settings.LIVE:
+    if _publishing():
         outbox.put(_send_task, sender, task_id)
 
 
 def progress(task, value) -> None:
     """Publish `value` (a progress dict) of the running `task`."""
-    if cq_settings.LIVE:
+    if _publishing():
         event = {"type": "cq.progress", "task_id": str(task.pk), "progress": value}
         outbox.put(_send, task.top_id, event)
 
 
 def log_lines(top_id, lines) -> None:
     """Publish log lines just buffered for the tree under `top_id`."""
-    if cq_settings.LIVE and lines:
+    if lines and _publishing():
         outbox.put(_send, top_id, {"type": "cq.log", "lines": lines})
+
+
+def _publishing():
+    # With nobody watching, an event costs nothing but this check (cq.live.watchers).
+    return cq_settings.LIVE and watchers.anyone()
 
 
 def _send_task(model, task_id):

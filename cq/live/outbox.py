@@ -36,6 +36,7 @@ class Outbox:
         self._thread = None
         self._pid = None
         self._loop = None
+        self._rounds = []
 
     def put(self, job, *args) -> None:
         """Run `job(*args)` on the outbox thread, after the jobs put before it."""
@@ -44,6 +45,12 @@ class Outbox:
             self._jobs.put_nowait((job, args))
         except queue.Full:
             _failed.warning("live event dropped, %s waiting job=%s", MOST_WAITING, job.__name__)
+
+    def every_round(self, hook) -> None:
+        """Call `hook()` on the outbox thread after each job and each idle wait."""
+        if hook not in self._rounds:
+            self._rounds.append(hook)
+        self._start()
 
     def run(self, coroutine):
         """Run `coroutine` on this thread's event loop (from a job only): one
@@ -69,11 +76,20 @@ class Outbox:
                 job, args = self._jobs.get(timeout=IDLE)
             except queue.Empty:
                 connections.close_all()
+                self._each_round()
                 continue
             try:
                 job(*args)
             except Exception as exc:  # noqa: BLE001 - a lost event must not stop the next ones
                 _failed.warning("live event not sent job=%s error=%r", job.__name__, exc)
+            self._each_round()
+
+    def _each_round(self):
+        for hook in self._rounds:
+            try:
+                hook()
+            except Exception as exc:  # noqa: BLE001 - the outbox must keep running
+                _failed.warning("outbox round failed hook=%s error=%r", hook, exc)
 
 
 outbox = Outbox()

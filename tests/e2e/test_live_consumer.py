@@ -83,7 +83,11 @@ def test_watching_a_parent_shows_its_subtasks_finishing(start_worker):
     assert shares == sorted(shares)
     subtask_ids = {sub["id"] for sub in states[-1]["subtasks"]}
     assert {m["task_id"] for m in messages if m["type"] == "progress"} <= subtask_ids
-    assert len([m for m in messages if m["type"] == "log"]) >= 3
+    # Each line once: in the first state's log, or in a log message after it.
+    lines = messages[0].get("logs", []) + [
+        line for m in messages if m["type"] == "log" for line in m["lines"]
+    ]
+    assert sorted(line["message"] for line in lines) == ["step 1"] * 3 + ["step 2"] * 3
 
 
 @pytest.mark.parametrize(

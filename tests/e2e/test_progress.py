@@ -2,6 +2,8 @@
 task runs, coalesced, and published to the tree's group with status changes
 and log lines."""
 
+import asyncio
+
 import pytest
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
@@ -104,3 +106,24 @@ def test_status_changes_progress_and_log_lines_reach_the_group(start_worker):
     done = [e["progress"]["done"] for e in events if e["type"] == "cq.progress"]
     assert done[-1] == 3 and done == sorted(done)
     assert all(e["task_id"] == str(task.pk) for e in events if "task_id" in e)
+
+
+def test_nothing_is_published_while_nobody_watches(start_worker):
+    started_worker(start_worker)
+    task = tasks.count_up.delay_args((3,), submit=False)
+
+    async def listen_without_watching():
+        async with GroupListener(task.pk, mark=False) as listener:
+            await database_sync_to_async(task.submit)()
+            await database_sync_to_async(task.wait)(30, True)
+            # Longer than a publish takes (and than a worker's read of the mark).
+            await asyncio.sleep(2)
+            try:
+                await listener.collect_until(lambda events: events, timeout=1)
+            except AssertionError:
+                pass
+            return listener.events
+
+    assert async_to_sync(listen_without_watching)() == []
+    task.refresh_from_db()
+    assert task.progress["done"] == 3, "stored all the same"
