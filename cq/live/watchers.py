@@ -36,14 +36,16 @@ class Watchers:
     def anyone(self) -> bool:
         """Whether a watcher's mark was seen (at most CHECK_EVERY seconds ago)."""
         if self.seen is None:
-            # First event of this process: read now, then keep it fresh from
-            # the outbox thread (an event dropped for want of a read would be
-            # the start of a task a watcher waits for).
-            self.refresh()
+            # First event of this process: the outbox thread reads the mark
+            # from now on. Until its first read, publish: an event dropped for
+            # want of a read could be the start of a task a watcher waits for,
+            # and the task's own thread must not wait for the cache.
             outbox.every_round(self.refresh)
+            return True
         return self.seen
 
     def refresh(self) -> None:
+        """Read the mark (on the outbox thread), at most once per CHECK_EVERY."""
         now = time.monotonic()
         if self.seen is not None and now - self.checked < CHECK_EVERY:
             return

@@ -3,6 +3,7 @@ task runs, coalesced, and published to the tree's group with status changes
 and log lines."""
 
 import asyncio
+import time
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -110,6 +111,9 @@ def test_status_changes_progress_and_log_lines_reach_the_group(start_worker):
 
 def test_nothing_is_published_while_nobody_watches(start_worker):
     started_worker(start_worker)
+    # A worker publishes its first events until it has read the mark once.
+    tasks.add.delay(1, 1).wait(30, raise_on_timeout=True)
+    time.sleep(2)
     task = tasks.count_up.delay_args((3,), submit=False)
 
     async def listen_without_watching():
