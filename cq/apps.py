@@ -20,3 +20,8 @@ class CQConfig(AppConfig):
         # server or worker, knows every `@task` by name. Import only: no
         # database or Redis is touched here.
         autodiscover_modules("tasks")
+
+        from .live import events
+
+        # Status changes reach the browsers watching a task (CQ_LIVE).
+        events.connect()

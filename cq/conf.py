@@ -46,6 +46,17 @@ DEFAULTS = {
     "DEFAULT_TIME_LIMIT": None,
     # Whether `runworker cq-tasks` runs the cron scheduler tick by default.
     "SCHEDULER": True,
+    # Publish status changes, progress and log lines to channel-layer groups,
+    # for the browsers that watch a task (cq.live). Off: nothing is sent.
+    "LIVE": True,
+    # Seconds between two stored (and published) progress reports of one task:
+    # `cqt.progress()` in a tight loop costs one write per interval, not per call.
+    "PROGRESS_INTERVAL": 0.5,
+    # Dotted path of `fn(user, task) -> bool`, who may watch a task live (and
+    # see it on app pages); empty: active staff users with the view permission.
+    "LIVE_PERMISSION": "",
+    # Seconds between two updates of the admin's dashboard, pushed over its WebSocket.
+    "DASHBOARD_INTERVAL": 2.0,
 }
 
 

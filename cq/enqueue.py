@@ -36,6 +36,7 @@ _DELAY_FIELDS = {
     "unique",
     "backend",  # Django's task API (cq.backends): the TASKS alias that enqueued it
     "time_limit",
+    "retry_of",
 }
 
 

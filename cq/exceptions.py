@@ -27,6 +27,14 @@ class InvalidSchedule(CQError, ValueError):
     """A cron string or a time zone of a repeating task is not valid."""
 
 
+class InvalidProgress(CQError, ValueError):
+    """`cqt.progress()` was given a bad value (a negative count, done above total)."""
+
+
+class TaskNotRetryable(CQError, ValueError):
+    """`Task.retry()` on a task that did not fail (it succeeded, was revoked or still runs)."""
+
+
 class WaitTimeout(CQError, TimeoutError):
     """`task.wait(timeout, raise_on_timeout=True)` ran out of time before the task was done."""
 

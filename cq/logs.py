@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from . import storable
 from .conf import settings as cq_settings
+from .live import events
 
 logger = logging.getLogger("cq.tasks")
 
@@ -70,6 +71,7 @@ def publish_pending(run):
     run.may_have_tree = True
     try:
         _buffer(run.top_id, lines)
+        events.log_lines(run.top_id, lines)
     except Exception as exc:  # noqa: BLE001 - any cache failure costs the lines, not the task
         _warn_dropped(run, len(lines), exc)
 

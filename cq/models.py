@@ -15,6 +15,7 @@ from .completion import notify_parent, release_chained
 from .enqueue import delay, delay_many  # noqa: F401 - also importable from here, as before
 from .exceptions import DuplicateSubmitError, WaitTimeout
 from .queues import DEFAULT_QUEUE
+from .reruns import rerun
 from .revoking import revoke_tree
 from .schedules import next_run, schedule_task, validate  # noqa: F401 - schedule_task: django-cq's import path
 from .storable import check_json
@@ -217,6 +218,29 @@ class Task(models.Model):
         db_index=False,
         help_text="The repeating task that launched this run, if any.",
     )
+    progress = models.JSONField(
+        null=True,
+        blank=True,
+        encoder=DjangoJSONEncoder,
+        help_text='Latest progress the task reported, e.g. {"done": 3, "total": 10, '
+        '"message": "page 3"}.',
+    )
+    attempts = models.JSONField(
+        default=list,
+        blank=True,
+        encoder=DjangoJSONEncoder,
+        help_text="Earlier attempts that failed and were retried, oldest first, e.g. "
+        '[{"started": "...", "ended": "...", "worker": "w1", "error": "ValueError: x"}].',
+    )
+    retry_of = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="retried_as",
+        db_index=False,
+        help_text="The task this one re-runs (Task.retry(), the admin's retry action).",
+    )
 
     unique_key = models.CharField(
         max_length=255,
@@ -270,7 +294,13 @@ class Task(models.Model):
                     name=f"cq_task_{link}",
                     condition=models.Q(**{f"{link}__isnull": False}),
                 )
-                for link in ("parent", "root", "previous", "repeating_task")
+                for link in ("parent", "root", "previous", "repeating_task", "retry_of")
+            ),
+            # The admin lists top-level tasks, newest first.
+            models.Index(
+                fields=["-submitted"],
+                name="cq_task_top_newest",
+                condition=models.Q(parent__isnull=True),
             ),
         ]
 
@@ -374,6 +404,11 @@ class Task(models.Model):
         if self.run_after is None:
             enqueue.ring([self])
         return self
+
+    def retry(self) -> "Task":
+        """Run this failed, incomplete or lost task's call again: a new QUEUED
+        task, linked back by `retry_of`; returns it (cq.reruns)."""
+        return rerun(self)
 
     def revoke(self, terminate: bool = False) -> Self:
         """Mark this task, its subtasks and its chained tasks REVOKED: none of

@@ -9,6 +9,7 @@ from asgiref.sync import sync_to_async
 from . import cancelling, logs
 from .enqueue import delay
 from .exceptions import TaskCancelled
+from .progress import Progress
 
 if TYPE_CHECKING:
     from .decorators import TaskRef
@@ -32,6 +33,7 @@ class RunningTask:
         self.may_have_tree = False
         # Lines logged with publish=False, not yet in the tree's buffer.
         self.pending_logs = []
+        self.progress_reports = Progress()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.task, name)
@@ -86,3 +88,8 @@ class RunningTask:
     ) -> None:
         """Log a line to Python logging and to this task tree's log."""
         logs.log(self, message, level, publish, limit)
+
+    def progress(self, done, total=None, message=""):
+        """Report how far the task has come, e.g. `cqt.progress(3, 10, "page 3")`:
+        stored on the row and pushed to its watchers (coalesced; cq.progress)."""
+        self.progress_reports.report(self, done, total, message)

@@ -24,7 +24,7 @@ class WorkerRow:
     name: str
     running: int
     seen: object = None  # last heartbeat; None: no heartbeat row
-    concurrency: int = None
+    concurrency: int | None = None
     alive: bool = False
     channel_down_since: object = None  # when Redis stopped answering it; None: it answers
 

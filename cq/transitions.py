@@ -27,6 +27,7 @@ import logging
 from functools import partial
 
 from django.db import transaction
+from django.utils import timezone
 
 from . import signals, statements
 
@@ -125,6 +126,8 @@ def park(task, result):
         status=task.STATUS_WAITING,
         result=result,
     )
+    if moved is not None:
+        _send_on_commit(signals.task_waiting, type(task), [task.pk])
     return moved is not None
 
 
@@ -142,7 +145,10 @@ def retry(task, run_after, error, traceback):
         run_after=run_after,
         error=error,
         traceback=traceback,
+        attempts=_attempts(task, error),
     )
+    if moved is not None:
+        _send_on_commit(signals.task_retried, type(task), [task.pk], status=status)
     return moved is not None
 
 
@@ -158,7 +164,10 @@ def requeue(task, error):
         retries=task.retries + 1,
         run_after=None,
         error=error,
+        attempts=_attempts(task, error),
     )
+    if moved is not None:
+        _send_on_commit(signals.task_retried, type(task), [task.pk], status=task.STATUS_QUEUED)
     return moved is not None
 
 
@@ -207,6 +216,20 @@ def revoke(model, ids, now):
             status=model.STATUS_REVOKED,
         )
     return revoked
+
+
+def _attempts(task, error):
+    """The row's attempts with the one ending now added: the row itself keeps
+    only the latest attempt's error and timings. Safe to compute here: the
+    move is guarded by the attempt, so no other writer appends meanwhile."""
+    ended = {
+        "attempt": task.retries + 1,
+        "worker": task.worker,
+        "started": task.started.isoformat() if task.started else None,
+        "ended": timezone.now().isoformat(),
+        "error": error,
+    }
+    return [*(task.attempts or []), ended]
 
 
 def _send_on_commit(signal, model, task_ids, **kwargs):

@@ -38,6 +38,8 @@ TIME_ZONE = "UTC"
 ROOT_URLCONF = "tests.urls"
 ASGI_APPLICATION = "tests.asgi.application"
 ALLOWED_HOSTS = ["*"]
+# The browser tests serve the admin's CSS through Daphne (tests/live_asgi.py).
+STATIC_URL = "/static/"
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -45,6 +47,7 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    "django.contrib.staticfiles",
     "cq",
     "channels",
     "tests.app",

@@ -1,4 +1,9 @@
 from django.contrib import admin
 from django.urls import path
 
-urlpatterns = [path("admin/", admin.site.urls)]
+from tests.app.views import task_page
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("live/<uuid:task_id>/", task_page, name="task-page"),
+]

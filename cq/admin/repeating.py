@@ -6,6 +6,7 @@ import zoneinfo
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.db.models import OuterRef, Subquery
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
@@ -16,8 +17,9 @@ from .. import registry, scheduler
 from ..cron import get_zone, upcoming
 from ..describe import describe
 from ..exceptions import CQError
-from ..models import RepeatingTask
+from ..models import RepeatingTask, Task
 from .times import moment
+from .tree import badge
 
 # Upcoming runs shown on a repeating task's page.
 UPCOMING = 5
@@ -71,6 +73,7 @@ class RepeatingTaskAdmin(admin.ModelAdmin):
         "description",
         "zone",
         "last_run_time",
+        "last_run_status",
         "next_run_time",
         "enabled",
         "coalesce",
@@ -99,6 +102,23 @@ class RepeatingTaskAdmin(admin.ModelAdmin):
     @admin.display(description="last run", ordering="last_run")
     def last_run_time(self, obj):
         return moment(obj.last_run, self._zone_of(obj))
+
+    @admin.display(description="last run's status")
+    def last_run_status(self, obj):
+        status = getattr(obj, "last_status", None)
+        if status is None:
+            return "-"
+        return badge(Task(status=status))
+
+    def get_queryset(self, request):
+        # The status of each schedule's latest run, in the list's one query
+        # (through the index on repeating_task).
+        latest = Task.objects.filter(repeating_task=OuterRef("pk")).order_by("-submitted")
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(last_status=Subquery(latest.values("status")[:1]))
+        )
 
     @admin.display(description="next run", ordering="next_run")
     def next_run_time(self, obj):

@@ -32,6 +32,7 @@ ASGI_APPLICATION = "example.asgi.application"
 INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.auth",
+    "django.contrib.sessions",
     # cq before channels: cq's `runworker` then wins over channels' own.
     "cq",
     "channels",
@@ -102,6 +103,10 @@ CQ_SERIAL = False
 CQ_RESULT_TTL = 7 * 24 * 3600
 CQ_MAX_LOG_LINES = 1000
 CQ_HOUSEKEEPING_INTERVAL = 0.5
+# The demo's live page has no login: anyone may watch (demo/live.py).
+CQ_LIVE_PERMISSION = "demo.live.anyone"
+
+TEMPLATES = [{"BACKEND": "django.template.backends.django.DjangoTemplates", "APP_DIRS": True}]
 
 LOGGING = {
     "version": 1,

@@ -406,6 +406,39 @@ async def async_spawn(cqt, count):
     cqt.log("async parent")
     for n in range(count):
         await cqt.asubtask(add, (n, n))
+
+
+# ---- live progress (cq.live, cq.progress)
+
+
+@task(atomic=False)
+def count_up(cqt, total, pause=0.0, flag=None):
+    """Waits (30 s at most) for `flag` in the cache if given, then reports
+    progress and logs a line at each of `total` steps."""
+    deadline = time.monotonic() + 30
+    while flag and not cache.get(flag) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    for step in range(1, total + 1):
+        time.sleep(pause)
+        cqt.progress(step, total, f"step {step} of {total}")
+        cqt.log(f"step {step}")
+    return total
+
+
+@task
+def report_often(cqt, seconds):
+    """Reports progress as fast as it can for `seconds`; returns how many reports."""
+    calls, deadline = 0, time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        calls += 1
+        cqt.progress(calls)
+    return calls
+
+
+@task
+def spawn_counters(cqt, count, steps):
+    for _ in range(count):
+        cqt.subtask(count_up, (steps, 0.05))
     return "spawned"
 
 
@@ -527,5 +560,10 @@ def _ignore_cancel(cqt, text, seconds):
 
 ignore_cancel = task("tests.ignore_cancel")(_ignore_cancel)
 ignore_cancel_non_atomic = task("tests.ignore_cancel_non_atomic", atomic=False)(_ignore_cancel)
+
+
+def bad_progress(cqt):
+    cqt.progress(5, 3)
+
 
 from tests.app import controls_tasks  # noqa: E402, F401 - registers the controls tests' tasks

@@ -56,6 +56,7 @@ def assert_workflows_reported(output):
 def test_the_demo_runs_on_redis_with_two_runworker_processes(tmp_path):
     output = run_demo(tmp_path, settings.REDIS_URL)
     assert "starting 2 `runworker cq-tasks` processes" in output
+    assert "Watch it live: http://127.0.0.1:" in output
     assert_workflows_reported(output)
     assert "exit codes [0, 0]" in output
 
@@ -63,5 +64,6 @@ def test_the_demo_runs_on_redis_with_two_runworker_processes(tmp_path):
 def test_the_demo_falls_back_to_an_in_process_worker_without_redis(tmp_path):
     output = run_demo(tmp_path, f"redis://127.0.0.1:{closed_port()}/0")
     assert "in-memory channel layer" in output
+    assert "No live page: it needs Redis" in output
     assert_workflows_reported(output)
     assert "In-process worker stopped" in output

@@ -4,7 +4,7 @@ import json
 
 from django.core.management.base import BaseCommand
 
-from cq import status
+from cq import metrics, status
 
 
 class Command(BaseCommand):
@@ -25,8 +25,19 @@ class Command(BaseCommand):
             action="store_true",
             help="Print the same information as one JSON object, for scripts and monitoring.",
         )
+        parser.add_argument(
+            "--format",
+            choices=["text", "json", "prometheus"],
+            default="text",
+            help="text (default), json (as --json) or prometheus (cq.metrics, for a "
+            "textfile collector).",
+        )
 
     def handle(self, *args, **options):
+        if options["format"] == "prometheus":
+            self.stdout.write(metrics.render(), ending="")
+            return
+        options["json"] = options["json"] or options["format"] == "json"
         state = status.collect(failures_shown=options["failures"])
         if options["json"]:
             self.stdout.write(json.dumps(status.as_dict(state), indent=2))

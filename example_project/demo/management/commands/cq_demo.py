@@ -5,8 +5,10 @@ SIGTERM at the end; without it, cq's Worker runs in a thread of this process on
 the in-memory channel layer (which only works within one process).
 """
 
+import importlib.util
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -41,6 +43,13 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument(
+            "--linger",
+            type=float,
+            default=0,
+            help="Seconds to keep the workers and the live page up after the "
+            "workflow, to look at it in a browser (default 0).",
+        )
+        parser.add_argument(
             "--timeout",
             type=float,
             default=120,
@@ -49,9 +58,12 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         started = time.monotonic()
-        with self._workers():
+        with self._workers(), self._live_server() as live_url:
             roots = self._launch()
+            if live_url:
+                self.stdout.write(f"Watch it live: {live_url}/tasks/{roots[0].pk}/\n")
             self._wait(roots, options["timeout"])
+            time.sleep(options["linger"])
         elapsed = time.monotonic() - started
         self._report(roots, elapsed)
 
@@ -70,6 +82,17 @@ class Command(BaseCommand):
             )
             with _worker_thread(self.stdout.write):
                 yield
+
+    @contextmanager
+    def _live_server(self):
+        """Daphne serving the live page, when the workers are other processes
+        (the in-memory layer reaches no other process) and Daphne is installed."""
+        if settings.DEMO_LAYER != "redis" or importlib.util.find_spec("daphne") is None:
+            self.stdout.write("No live page: it needs Redis and Daphne (pip install daphne).")
+            yield None
+            return
+        with _daphne() as url:
+            yield url
 
     def _launch(self):
         # In a transaction, as in a view: the doorbells ring once it commits.
@@ -130,6 +153,42 @@ def _worker_processes(write, count):
                 process.send_signal(signal.SIGTERM)
             codes = [_stopped(process) for process in processes]
     write(f"Workers stopped with SIGTERM, exit codes {codes}; their output: {output.name}")
+
+
+@contextmanager
+def _daphne():
+    env = {**os.environ, "CQ_DEMO_LAYER": "redis", "CQ_DEMO_PREFIX": settings.DEMO_PREFIX}
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with tempfile.NamedTemporaryFile("w", prefix="cq-demo-daphne-", suffix=".log") as output:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
+            + ["example.asgi:application"],
+            cwd=settings.BASE_DIR,
+            env=env,
+            stdout=output,
+            stderr=output,
+        )
+        try:
+            _wait_listening(server, port, output.name)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            server.terminate()
+            _stopped(server)
+
+
+def _wait_listening(server, port, log_path, timeout=30):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                message = f"the live page's server did not start; see {log_path}"
+                raise CommandError(message) from None
+            time.sleep(0.1)
 
 
 def _wait_for_heartbeats(processes, count, log_path, timeout=60):
