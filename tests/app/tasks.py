@@ -406,6 +406,7 @@ async def async_spawn(cqt, count):
     cqt.log("async parent")
     for n in range(count):
         await cqt.asubtask(add, (n, n))
+    return "spawned"
 
 
 # ---- live progress (cq.live, cq.progress)
@@ -562,6 +563,7 @@ ignore_cancel = task("tests.ignore_cancel")(_ignore_cancel)
 ignore_cancel_non_atomic = task("tests.ignore_cancel_non_atomic", atomic=False)(_ignore_cancel)
 
 
+@task
 def bad_progress(cqt):
     cqt.progress(5, 3)
 
