@@ -116,6 +116,19 @@ def test_a_worker_exits_with_the_recycling_status_the_parent_sees(start_worker):
     task = tasks.sleep_untimed.delay()
     pid = running_worker_pid([task.pk])
     assert pid == worker.pid
+    # A terminate published before the worker's listener subscribed is caught
+    # up from the rows as a plain cancel: revoke once it listens.
+    wait_until(cancel_listeners, 20, message="the worker listens for cancels")
     task.revoke(terminate=True)
     assert worker.wait(20) == EXIT_RECYCLE, worker.output()
     assert Task.objects.get(pk=task.pk).status == Task.STATUS_REVOKED
+
+
+def cancel_listeners():
+    from channels.layers import get_channel_layer
+
+    from cq import cancelling, transport
+
+    layer = get_channel_layer()
+    [(_, count)] = transport.sync_clients(layer)[0].pubsub_numsub(cancelling.channel(layer))
+    return count
