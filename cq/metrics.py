@@ -39,19 +39,19 @@ def render(now=None) -> str:
 
 
 def _active_tasks(model):
-    labels = dict(model.Status.choices)
-    rows = (
-        model.objects.filter(status__in=model.STATUS_ACTIVE)
-        .values_list("queue", "status")
-        .annotate(n=Count("pk"))
-        .order_by("queue", "status")
-    )
     return _family(
         "cq_tasks",
         "gauge",
         "Active tasks by queue and status (queued, running, waiting, retry, pending).",
-        [({"queue": queue, "status": labels[letter].lower()}, n) for queue, letter, n in rows],
+        _by_queue_and_status(model, model.objects.filter(status__in=model.STATUS_ACTIVE)),
     )
+
+
+def _by_queue_and_status(model, rows):
+    """Samples of `rows` counted by queue and status, labelled by the status's name."""
+    labels = dict(model.Status.choices)
+    counts = rows.values_list("queue", "status").annotate(n=Count("pk")).order_by("queue", "status")
+    return [({"queue": queue, "status": labels[letter].lower()}, n) for queue, letter, n in counts]
 
 
 def _queues(now):
@@ -69,18 +69,12 @@ def _queues(now):
 
 
 def _outcomes(model, now):
-    labels = dict(model.Status.choices)
-    rows = (
-        model.objects.filter(status__in=model.STATUS_DONE, finished__gte=now - WINDOW)
-        .values_list("queue", "status")
-        .annotate(n=Count("pk"))
-        .order_by("queue", "status")
-    )
+    finished = model.objects.filter(status__in=model.STATUS_DONE, finished__gte=now - WINDOW)
     return _family(
         "cq_tasks_finished_last_hour",
         "gauge",
         "Tasks that reached a final status in the last hour, by queue and status.",
-        [({"queue": queue, "status": labels[letter].lower()}, n) for queue, letter, n in rows],
+        _by_queue_and_status(model, finished),
     )
 
 
