@@ -2,10 +2,12 @@
 browser's consumer would, from the test process."""
 
 import asyncio
+import threading
 import time
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
+from django.db import connections
 
 from cq.live import watchers
 from cq.live.events import tree_group
@@ -48,6 +50,40 @@ class GroupListener:
 
     def of_type(self, kind):
         return [event for event in self.events if event["type"] == kind]
+
+
+_loop = None
+_loop_lock = threading.Lock()
+
+
+def run_async(coroutine_function, *args, timeout=180):
+    """Run `coroutine_function(*args)` on the live tests' one event loop, a
+    thread of its own that lives as long as the test process; its result.
+
+    Not async_to_sync: that makes an event loop per call and, at its end,
+    cancels and awaits what is left on it. A refused consumer leaves its
+    channel-layer receive running (channels' consumer starts it before it
+    handles the connect), and that receive, cancelled while it had just
+    started on the closing loop, was seen to stay pending on a Redis read:
+    the loop's teardown, and with it the test run, waited forever. Here a
+    leftover receive just blocks on its own channel, on a loop that never
+    closes, until the process ends."""
+    global _loop
+    with _loop_lock:
+        if _loop is None:
+            _loop = asyncio.new_event_loop()
+            threading.Thread(target=_loop.run_forever, name="live-tests", daemon=True).start()
+    future = asyncio.run_coroutine_threadsafe(_closing(coroutine_function(*args)), _loop)
+    return future.result(timeout)
+
+
+async def _closing(coroutine):
+    try:
+        return await coroutine
+    finally:
+        # The consumer's queries ran on asgiref's one thread for sync code:
+        # close its connections, or the test database cannot be dropped.
+        await sync_to_async(connections.close_all)()
 
 
 def application():

@@ -3,7 +3,6 @@ worker running the watched task: the current state first, then each status
 change, progress report and log line; refused without permission."""
 
 import pytest
-from asgiref.sync import async_to_sync
 from channels.testing import WebsocketCommunicator
 from django.core.cache import cache
 from django.db import connection
@@ -13,7 +12,7 @@ from cq.live.consumer import REFUSED
 from cq.models import Task, WorkerHeartbeat
 from tests.app import tasks
 from tests.helpers import wait_until
-from tests.live import application, make_user, session_cookie
+from tests.live import application, make_user, run_async, session_cookie
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -47,7 +46,7 @@ def test_watcher_gets_the_state_then_every_change_of_a_task_run_by_a_worker(star
         return first, rest
 
     session_cookie_async = session_cookie(operator)
-    first, rest = async_to_sync(session)()
+    first, rest = run_async(session)
 
     assert first["type"] == "state"
     assert first["task"]["id"] == str(task.pk)
@@ -75,7 +74,7 @@ def test_watching_a_parent_shows_its_subtasks_finishing(start_worker):
         await communicator.disconnect()
         return messages
 
-    messages = async_to_sync(session)()
+    messages = run_async(session)
     states = [m for m in messages if m["type"] == "state"]
     assert states[-1]["counts"] == {"Success": 3}
     assert states[-1]["task"]["status"] == "S"
@@ -105,7 +104,7 @@ def test_watcher_without_permission_is_refused(who):
     async def session():
         return await watch(task, headers).connect()
 
-    connected, code = async_to_sync(session)()
+    connected, code = run_async(session)
     assert (connected, code) == (False, REFUSED)
 
 
@@ -117,7 +116,7 @@ def test_unknown_task_is_refused():
     async def session():
         return await watch(task, headers).connect()
 
-    assert async_to_sync(session)() == (False, REFUSED)
+    assert run_async(session) == (False, REFUSED)
 
 
 @override_settings(CQ_LIVE_PERMISSION="tests.live.user_named_owner")
@@ -133,5 +132,5 @@ def test_the_apps_own_rule_decides_who_watches():
             await communicator.disconnect()
         return connected
 
-    assert async_to_sync(session)(owner) is True
-    assert async_to_sync(session)(staff) is False
+    assert run_async(session, owner) is True
+    assert run_async(session, staff) is False

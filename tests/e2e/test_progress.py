@@ -6,7 +6,6 @@ import asyncio
 import time
 
 import pytest
-from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from django.core.cache import cache
 from django.db import connection
@@ -14,7 +13,7 @@ from django.db import connection
 from cq.models import Task, WorkerHeartbeat
 from tests.app import tasks
 from tests.helpers import wait_until
-from tests.live import GroupListener
+from tests.live import GroupListener, run_async
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -78,7 +77,7 @@ def test_reports_are_coalesced_and_the_last_one_is_kept(start_worker):
             await listener.collect_until(finished(task.pk), timeout=60)
             return listener.of_type("cq.progress")
 
-    reports = async_to_sync(watch)()
+    reports = run_async(watch)
     task.wait(30, raise_on_timeout=True)
     assert task.result > 1000, "thousands of calls"
     # One report per CQ_PROGRESS_INTERVAL (0.5 s) over 2 s, plus the last one.
@@ -97,7 +96,7 @@ def test_status_changes_progress_and_log_lines_reach_the_group(start_worker):
             cache.set(flag, True, 60)
             return await listener.collect_until(finished(task.pk), timeout=60)
 
-    events = async_to_sync(watch)()
+    events = run_async(watch)
     statuses = [e["status"] for e in events if e["type"] == "cq.task"]
     # Each event carries the status as its row stood when it was sent: the
     # enqueue is published as R when the worker claimed it first.
@@ -128,6 +127,6 @@ def test_nothing_is_published_while_nobody_watches(start_worker):
                 pass
             return listener.events
 
-    assert async_to_sync(listen_without_watching)() == []
+    assert run_async(listen_without_watching) == []
     task.refresh_from_db()
     assert task.progress["done"] == 3, "stored all the same"
