@@ -62,7 +62,15 @@ def run_in_child(task, limit, record_failure, observe=None):
     Returns the exception recorded here, if any."""
     began = time.monotonic()
     task_id = str(task.pk)
-    pid, pidfd = forkserver.get().spawn(task_id)
+    try:
+        pid, pidfd = forkserver.get().spawn(task_id)
+    except OSError as error:  # ConnectionError included: the fork server died
+        # The task is claimed, and this worker is alive, so no sweeper would
+        # ever recover its row: record the attempt here.
+        exc = CQError(f"could not start a process for {task.func_name}: {error!r}")
+        logger.warning("task not started id=%s name=%s error=%s", task.pk, task.func_name, exc)
+        record_failure(exc)
+        return exc
     with _children_lock:
         _children[task_id] = (pid, pidfd)
     try:
