@@ -5,7 +5,7 @@ import inspect
 import logging
 import numbers
 import random
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
 
 from asgiref.sync import sync_to_async
@@ -145,11 +145,22 @@ class TaskFunction(Generic[P, R]):
 class _Decorator(Protocol):
     """What `@task("name", ...)` returns: a decorator that keeps the types."""
 
+    # An `async def` task called directly runs to its end and returns its result,
+    # not a coroutine: its TaskFunction is typed with what the coroutine returns.
+    @overload
+    def __call__(
+        self, fn: Callable[Concatenate[Any, P], Coroutine[Any, Any, R]], /
+    ) -> TaskFunction[P, R]: ...
+    @overload
     def __call__(self, fn: Callable[Concatenate[Any, P], R], /) -> TaskFunction[P, R]: ...
 
 
 # `options` stay `Any` here: TaskFunction's own arguments check them at runtime,
 # and new options need no second list to keep in step.
+@overload
+def task(
+    name_or_fn: Callable[Concatenate[Any, P], Coroutine[Any, Any, R]], /
+) -> TaskFunction[P, R]: ...
 @overload
 def task(name_or_fn: Callable[Concatenate[Any, P], R], /) -> TaskFunction[P, R]: ...
 @overload

@@ -1,7 +1,7 @@
 """The running task: what a task function receives as `cqt`, and the state of one run."""
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import sync_to_async
@@ -83,13 +83,35 @@ class RunningTask:
         """`chain()` from an `async def` task: run in the task's slot thread."""
         return await sync_to_async(self.task.chain)(fn, args, kwargs, **fields)
 
+    def chain(
+        self,
+        fn: "TaskRef",
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        force_chain: bool = False,
+        **fields: Any,
+    ) -> "Task":
+        """Run `fn(result, *args, **kwargs)` after this task succeeds (the row's
+        `Task.chain`, spelled out here so that type checkers see it)."""
+        return self.task.chain(fn, args, kwargs, force_chain, **fields)
+
+    def errorback(
+        self,
+        fn: "TaskRef | Callable[..., Any]",
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Call `fn(failed_task, error, *args, **kwargs)` if this task finally
+        fails (the row's `Task.errorback`)."""
+        self.task.errorback(fn, args, kwargs)
+
     def log(
         self, message: str, level: int = logging.INFO, publish: bool = True, limit: int = 40
     ) -> None:
         """Log a line to Python logging and to this task tree's log."""
         logs.log(self, message, level, publish, limit)
 
-    def progress(self, done, total=None, message=""):
+    def progress(self, done: float, total: float | None = None, message: str = "") -> None:
         """Report how far the task has come, e.g. `cqt.progress(3, 10, "page 3")`:
         stored on the row and pushed to its watchers (coalesced; cq.progress)."""
         self.progress_reports.report(self, done, total, message)

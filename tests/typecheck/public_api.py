@@ -40,6 +40,26 @@ def parent(cqt: RunningTask, n: int) -> None:
     assert_type(cqt.log("spawned", publish=False), None)
     assert_type(cqt.pk, Any)  # the row's fields read through
     cqt.log(42)  # type: ignore[arg-type]
+    assert_type(cqt.chain(add, (1,)), Task)
+    assert_type(cqt.errorback(on_failure), None)
+    assert_type(cqt.progress(3, 10, "page 3"), None)
+    cqt.progress("3")  # type: ignore[arg-type]
+    assert_type(cqt.cancelled, bool)
+    assert_type(cqt.check_cancelled(), None)
+
+
+@task
+async def fetch(cqt: RunningTask, url: str) -> int:
+    assert_type(await cqt.asubtask(add, (1, 2)), Task)
+    assert_type(await cqt.achain(add, (3,)), Task)
+    assert_type(await add.adelay(1, 2), Task)
+    return len(url)
+
+
+# An async def task called directly returns its result, not a coroutine.
+assert_type(fetch("https://example.com"), int)
+assert_type(fetch.delay("https://example.com"), Task)
+fetch.delay(42)  # type: ignore[arg-type]
 
 
 # The decorator keeps the call signature after `cqt`, and the return type.
