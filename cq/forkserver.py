@@ -184,9 +184,13 @@ def _exit(code):
     from django.db import connections
 
     from .doorbell import doorbell
+    from .live.outbox import outbox
 
     try:
-        # Doorbells and announcements the task's outcome rang leave before we go.
+        # The task's last progress and live events, then the doorbells and
+        # announcements its outcome rang, leave before we go (os._exit runs
+        # no atexit hook).
+        outbox.flush(cq_settings.REDIS_TIMEOUT)
         doorbell.flush(cq_settings.REDIS_TIMEOUT)
         connections.close_all()
     except BaseException:  # noqa: BLE001 - leaving anyway

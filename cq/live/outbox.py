@@ -9,10 +9,12 @@ best effort: one that fails is logged (throttled), never raised to a task.
 """
 
 import asyncio
+import atexit
 import logging
 import os
 import queue
 import threading
+import time
 
 from django.db import connections
 
@@ -45,6 +47,22 @@ class Outbox:
             self._jobs.put_nowait((job, args))
         except queue.Full:
             _failed.warning("live event dropped, %s waiting job=%s", MOST_WAITING, job.__name__)
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait up to `timeout` seconds for the jobs put so far to be done;
+        whether they were. A process about to exit calls it: the thread is a
+        daemon, and a task's last event and progress must not die with it."""
+        if self._thread is None or self._pid != os.getpid():
+            return True
+        deadline = time.monotonic() + timeout
+        jobs = self._jobs
+        with jobs.all_tasks_done:
+            while jobs.unfinished_tasks:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                jobs.all_tasks_done.wait(remaining)
+        return True
 
     def every_round(self, hook) -> None:
         """Call `hook()` on the outbox thread after each job and each idle wait."""
@@ -82,6 +100,8 @@ class Outbox:
                 job(*args)
             except Exception as exc:  # noqa: BLE001 - a lost event must not stop the next ones
                 _failed.warning("live event not sent job=%s error=%r", job.__name__, exc)
+            finally:
+                self._jobs.task_done()
             self._each_round()
 
     def _each_round(self):
@@ -93,3 +113,4 @@ class Outbox:
 
 
 outbox = Outbox()
+atexit.register(outbox.flush)

@@ -9,7 +9,7 @@ from django.urls import path
 
 from .consumer import DashboardConsumer, TaskConsumer
 
-# The path prefix the browser side (cq/static/cq/live.js) connects to.
+# The path prefix the browser side (cq/templates/cq/live.js) connects to.
 PREFIX = "cq/live/"
 
 websocket_urlpatterns = [

@@ -3,8 +3,9 @@
 Publishing an event costs a query and Redis round trips; a worker running
 thousands of tasks that nobody watches would pay them all (measured: a third
 of the throughput of no-op tasks). So a watcher marks itself in the cache
-(renewed while it is connected), each process reads the mark once a second
-on its outbox thread, and events are published only while a mark is there.
+(renewed while it is connected), each process reads the mark every
+CHECK_EVERY seconds on its outbox thread, and events are published only
+while a mark is there.
 A watcher waits SETTLE seconds after marking before it reads the tree's
 state: every event the workers drop before they see the mark happened before
 that read, so it is in the state.

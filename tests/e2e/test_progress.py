@@ -108,6 +108,26 @@ def test_status_changes_progress_and_log_lines_reach_the_group(start_worker):
     assert all(e["task_id"] == str(task.pk) for e in events if "task_id" in e)
 
 
+def test_a_task_run_in_a_child_process_sends_its_last_events_before_it_exits(start_worker):
+    """A time-limited task runs in a forked child that leaves with os._exit:
+    its last progress, log line and SUCCESS must not die with it."""
+    started_worker(start_worker)
+    task = tasks.count_up.delay_args((3,), time_limit=60, submit=False)
+
+    async def watch():
+        async with GroupListener(task.pk) as listener:
+            await database_sync_to_async(task.submit)()
+            return await listener.collect_until(finished(task.pk), timeout=60)
+
+    events = run_async(watch)
+    done = [e["progress"]["done"] for e in events if e["type"] == "cq.progress"]
+    assert done[-1] == 3, events
+    lines = [line["message"] for e in events if e["type"] == "cq.log" for line in e["lines"]]
+    assert lines[-1] == "step 3"
+    task.refresh_from_db()
+    assert task.progress["done"] == 3, "the last report stored on the row"
+
+
 def test_nothing_is_published_while_nobody_watches(start_worker):
     started_worker(start_worker)
     # A worker publishes its first events until it has read the mark once.
