@@ -84,9 +84,12 @@ def render_tree(task):
         if len(nodes) == MOST_NODES
         else ""
     )
+    # Tasks chained after the top-level task (or after one of those) have no
+    # parent either: they are drawn after it, at its level.
+    level = [top] + [node for node in children.get(None, []) if node.pk != top.pk]
     return format_html(
         '<ul class="cq-tree" style="margin:0;padding-left:1em">{}</ul>{}',
-        _node(top, children, task.pk),
+        format_html_join("", "{}", ((_node(node, children, task.pk),) for node in level)),
         more,
     )
 

@@ -8,6 +8,7 @@ import pytest
 from django.urls import reverse
 
 from cq import TaskNotRetryable
+from cq.admin.tree import render_tree
 from cq.models import RepeatingTask, Task
 from tests.app import tasks
 from tests.unit.test_admin import TASK_LIST, change_url, messages_of, offered_actions, staff_client
@@ -83,6 +84,18 @@ def test_task_page_draws_the_tree_and_links_the_failed_subtask(admin_client):
     assert change_url(ok) in page and "ValueError: child failed" in page
     assert 'class="cq-tree"' in page
     assert f'data-cq-task="{parent.pk}"' in page  # the live progress bar
+
+
+def test_the_tree_draws_the_tasks_chained_after_a_top_level_task(admin_client):
+    top = make(func="tests.app.tasks.add", minutes=0)
+    follower = make(func="tests.app.tasks.identity", minutes=1, previous=top, root=top)
+    last = make(func="tests.app.tasks.add", minutes=2, previous=follower, root=top)
+    for shown in (top, follower, last):
+        tree = str(render_tree(shown))
+        assert all(change_url(task) in tree for task in (top, follower, last)), tree
+        assert tree.index(change_url(top)) < tree.index(change_url(follower))
+        assert tree.index(change_url(follower)) < tree.index(change_url(last))
+    assert "<strong>tests.app.tasks.identity</strong>" in str(render_tree(follower))
 
 
 def test_every_attempt_is_shown(admin_client):
