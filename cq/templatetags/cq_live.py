@@ -24,12 +24,13 @@ def progress_context(task_id, log=True, with_script=True) -> dict:
     """What cq/progress.html renders for `task_id` (the admin's page uses it too)."""
     from ..models import Task
 
+    # A task deleted since the page's view looked it up (result_ttl, an
+    # operator) shows as missing: the page itself must not fail.
     state = snapshot(Task, task_id, with_logs=log)
-    if state is None:
-        raise template.TemplateSyntaxError(f"cq_progress: no task with id {task_id!r}")
     return {
+        "task_id": task_id,
         "state": state,
-        "percent": state["percent"] or 0,
+        "percent": (state and state["percent"]) or 0,
         "path": f"/{PREFIX}tasks/{task_id}/",
         "log": log,
         "with_script": with_script,

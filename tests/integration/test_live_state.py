@@ -72,3 +72,27 @@ def test_every_failed_attempt_is_kept_with_its_error_and_timings():
     for entry in task.attempts:
         assert entry["worker"] == "inline"
         assert entry["started"] <= entry["ended"]
+
+
+def render_progress(task_id):
+    from django.template import Context, Template
+
+    return Template("{% load cq_live %}{% cq_progress task_id %}").render(
+        Context({"task_id": task_id})
+    )
+
+
+def test_the_progress_tag_draws_the_bar_in_any_language():
+    from django.utils import translation
+
+    parent = tasks.spawn.delay(3)
+    run_task(parent.pk)
+    run_task(Task.objects.filter(parent=parent).order_by("submitted").first().pk)
+    with translation.override("de"):  # a decimal comma
+        page = render_progress(parent.pk)
+    assert 'style="width: 33.3%"' in page and 'aria-valuenow="33"' in page
+
+
+def test_the_progress_tag_of_a_missing_task_says_so_instead_of_failing():
+    missing = uuid.uuid4()
+    assert f"No task with id {missing}." in render_progress(missing)
