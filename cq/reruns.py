@@ -1,8 +1,11 @@
 """`Task.retry()`: run a finished task's call again, as a new task linked to it.
 
 The old row stays as it ended (its error, its logs, its attempts): the new
-one is the same call (function, arguments, queue, priority) with `retry_of`
-pointing back, so the admin shows both and a retry can itself be retried.
+one is the same call (function, arguments, queue, priority, the call's own
+time limit, the Django task backend that made it) with `retry_of` pointing
+back, so the admin shows both and a retry can itself be retried. Errorbacks
+are not carried over: each is signed for the task it was added to
+(cq.errorbacks), and the retry is another task.
 """
 
 from .enqueue import delay
@@ -25,5 +28,7 @@ def rerun(task):
         queue=task.queue,
         priority=task.priority,
         result_ttl=task.result_ttl,
+        time_limit=task.time_limit,
+        backend=task.backend,
         retry_of=task,
     )

@@ -124,16 +124,19 @@ def test_log_levels_are_coloured(admin_client):
 
 
 def test_retry_action_queues_the_same_call_linked_to_the_old_task(admin_client):
-    failed = make(func="tests.app.tasks.add", status="F", args=[2, 3], queue="emails")
+    failed = make(
+        func="tests.app.tasks.add", status="F", args=[2, 3], queue="emails", time_limit=5.0
+    )
     succeeded = make(status="S")
     response = act(admin_client, "retry_tasks", [failed, succeeded])
     assert "1 task retried." in messages_of(response)
     assert any("1 task skipped" in message for message in messages_of(response))
     again = Task.objects.get(retry_of=failed)
-    assert (again.func_name, again.args, again.queue, again.status) == (
+    assert (again.func_name, again.args, again.queue, again.time_limit, again.status) == (
         "tests.app.tasks.add",
         [2, 3],
         "emails",
+        5.0,
         Task.STATUS_QUEUED,
     )
     assert not Task.objects.filter(retry_of=succeeded).exists()
