@@ -220,7 +220,7 @@ def _call(task_function, run, observe=None):
         if observe is not None:
             observe(time.monotonic() - began)
         logs.publish_pending(run)
-        run.progress_reports.send(run)
+        run.progress_reports.finish(run)
 
 
 def _record_return(run, value):

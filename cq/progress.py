@@ -8,9 +8,11 @@ connection of its own: an atomic task's progress would otherwise stay
 invisible inside its transaction until it ended, and no report makes the
 task wait for the database or Redis. Running inline (CQ_SERIAL, a direct
 call), and in an atomic task on SQLite, the row is written in the task's own
-transaction instead: visible once it commits (published at once all the same).
+transaction instead: visible once it commits (published at once all the same);
+inline, an `async def` task's reports are stored when its run ends.
 """
 
+import asyncio
 import numbers
 import time
 
@@ -33,6 +35,8 @@ class Progress:
     def __init__(self):
         self.latest = None
         self.sent_at = None
+        # The latest report sent but not stored yet (inline, from a coroutine).
+        self.unstored = None
 
     def report(self, run, done, total=None, message=""):
         self.latest = make_report(done, total, message)
@@ -50,10 +54,23 @@ class Progress:
         task = run.task
         task.progress = value
         events.progress(task, value)
-        if _store_here(task):
-            _store(type(task), task.pk, task.retries, value)
-        else:
+        if not _store_here(task):
             outbox.put(_store, type(task), task.pk, task.retries, value)
+        elif _on_event_loop():
+            # Inline, a coroutine reports on its event loop, where the ORM may
+            # not run: the run's end (`finish`, a sync frame) stores it.
+            self.unstored = value
+        else:
+            _store(type(task), task.pk, task.retries, value)
+            self.unstored = None
+
+    def finish(self, run):
+        """The run ended: send the report held back, store one left unstored."""
+        self.send(run)
+        if self.unstored is not None:
+            task = run.task
+            _store(type(task), task.pk, task.retries, self.unstored)
+            self.unstored = None
 
 
 def make_report(done, total=None, message=""):
@@ -84,6 +101,14 @@ def percent(progress) -> float | None:
 
 def _is_number(value):
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _on_event_loop():
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _store_here(task):

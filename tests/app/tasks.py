@@ -409,6 +409,15 @@ async def async_spawn(cqt, count):
     return "spawned"
 
 
+@task
+async def async_count_up(cqt, total):
+    """Reports progress from a coroutine at each of `total` steps."""
+    for step in range(1, total + 1):
+        await asyncio.sleep(0)
+        cqt.progress(step, total, f"step {step} of {total}")
+    return total
+
+
 # ---- live progress (cq.live, cq.progress)
 
 

@@ -29,6 +29,16 @@ def test_serial_runs_coroutine_tasks_with_subtasks():
     assert "ValueError: serial" in failed.traceback
 
 
+@pytest.mark.parametrize("serial", [True, False], ids=["serial", "worker path"])
+def test_a_coroutine_reports_progress_from_its_event_loop(serial):
+    with override_settings(CQ_SERIAL=serial):
+        task = tasks.async_count_up.delay(3)
+        run_queued()
+    task.refresh_from_db()
+    assert task.status == Task.STATUS_SUCCESS, task.error
+    assert (task.progress["done"], task.progress["total"]) == (3, 3)
+
+
 def test_a_coroutine_task_in_the_worker_path_uses_the_async_orm():
     task = tasks.async_write.delay("async orm")
     run_queued()
