@@ -87,19 +87,22 @@ def _durations(model, now):
         .order_by("func_name")
     )
     rows = list(rows)
+    # Gauges over a sliding hour, not a summary: its sum and count would fall
+    # as the hour slides, and Prometheus' rate() reads a fall as a reset.
     lines = _family(
-        "cq_task_duration_seconds",
-        "summary",
-        "How long the tasks that finished in the last hour ran, by function.",
+        "cq_task_run_seconds_last_hour",
+        "gauge",
+        "Run time of the tasks that finished in the last hour, added up, by function.",
         [({"function": row["func_name"]}, _seconds(row["total"])) for row in rows],
-        suffix="_sum",
     )
-    lines += [
-        _sample("cq_task_duration_seconds_count", {"function": row["func_name"]}, row["count"])
-        for row in rows
-    ]
     lines += _family(
-        "cq_task_duration_seconds_max",
+        "cq_task_runs_last_hour",
+        "gauge",
+        "Tasks that finished in the last hour after running, by function.",
+        [({"function": row["func_name"]}, row["count"]) for row in rows],
+    )
+    lines += _family(
+        "cq_task_longest_run_seconds_last_hour",
         "gauge",
         "Longest run among the tasks that finished in the last hour, by function.",
         [({"function": row["func_name"]}, _seconds(row["longest"])) for row in rows],
@@ -133,11 +136,11 @@ def _workers(now):
     return lines
 
 
-def _family(name, kind, help_text, samples, suffix=""):
+def _family(name, kind, help_text, samples):
     return [
         f"# HELP {name} {help_text}",
         f"# TYPE {name} {kind}",
-        *(_sample(name + suffix, labels, value) for labels, value in samples),
+        *(_sample(name, labels, value) for labels, value in samples),
     ]
 
 

@@ -58,9 +58,9 @@ def test_metrics_count_queues_outcomes_durations_and_workers():
     )
     assert found['cq_tasks_finished_last_hour{queue="default",status="success"}'] == "2"
     assert found['cq_tasks_finished_last_hour{queue="default",status="failure"}'] == "1"
-    assert found['cq_task_duration_seconds_count{function="b"}'] == "3"
-    assert float(found['cq_task_duration_seconds_sum{function="b"}']) == pytest.approx(6)
-    assert float(found['cq_task_duration_seconds_max{function="b"}']) == pytest.approx(4)
+    assert found['cq_task_runs_last_hour{function="b"}'] == "3"
+    assert float(found['cq_task_run_seconds_last_hour{function="b"}']) == pytest.approx(6)
+    assert float(found['cq_task_longest_run_seconds_last_hour{function="b"}']) == pytest.approx(4)
     assert found['cq_worker_up{worker="w1"}'] == "1"
     assert found['cq_worker_up{worker="w2"}'] == "0"
     assert found["cq_workers_alive"] == "1"
