@@ -44,7 +44,7 @@ $(BIN)/.installed: setup.py pyproject.toml
 venv: $(BIN)/.installed
 
 demo: venv
-	cd example_project && ../$(BIN)/python manage.py migrate --verbosity 0 && ../$(BIN)/python manage.py cq_demo
+	cd example_project && ../$(BIN)/python manage.py migrate --verbosity 0 && ../$(BIN)/python manage.py cq_demo $(DEMO_ARGS)
 
 lint: venv
 	$(BIN)/ruff check $(LINTED)

@@ -1,6 +1,7 @@
 """The demo's tasks: a small text-analysis workflow.
 
-`analyse` launches one `count_words` subtask per document and waits for them;
+`analyse` launches one `count_words` subtask per document and waits for them
+(each reports its progress, which the live page shows);
 `summarise` is chained after it and totals their results; `headline` returns a
 chain (`shout` then `decorate`) and takes its result; `fetch_quote` fails once
 and succeeds on its retry. Every step logs, and the lines of a whole tree end up
@@ -8,6 +9,7 @@ on its top-level task.
 """
 
 import logging
+import time
 
 from django.core.cache import cache
 
@@ -25,9 +27,12 @@ def analyse(cqt, documents):
 
 @task
 def count_words(cqt, name, text):
-    words = len(text.split())
-    cqt.log(f"{name}: {words} words")
-    return {"name": name, "words": words}
+    words = text.split()
+    for done in range(1, len(words) + 1):
+        time.sleep(0.03)  # slow enough to watch on the live page
+        cqt.progress(done, len(words), f"{name}: word {done}")
+    cqt.log(f"{name}: {len(words)} words")
+    return {"name": name, "words": len(words)}
 
 
 @task

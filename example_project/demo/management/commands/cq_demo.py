@@ -61,7 +61,10 @@ class Command(BaseCommand):
         with self._workers(), self._live_server() as live_url:
             roots = self._launch()
             if live_url:
-                self.stdout.write(f"Watch it live: {live_url}/tasks/{roots[0].pk}/\n")
+                self.stdout.write(
+                    f"Watch it live: {live_url}/tasks/{roots[0].pk}/ "
+                    '(`make demo DEMO_ARGS="--linger 120"` keeps it up after the workflow)\n'
+                )
             self._wait(roots, options["timeout"])
             time.sleep(options["linger"])
         elapsed = time.monotonic() - started
