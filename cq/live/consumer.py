@@ -25,9 +25,26 @@ REFUSED = 4403
 
 
 class LiveConsumer(AsyncJsonWebsocketConsumer):
+    # A task of this connection's own (a watcher's mark, the dashboard's figures).
+    background: asyncio.Future | None = None
+
     @property
     def channel_layer_alias(self):
         return cq_settings.CHANNEL_LAYER
+
+    async def __call__(self, scope, receive, send):
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # However the connection ends (its disconnect, or the server
+            # cancelling this consumer, as an ASGI server does with one slow to
+            # close), its background task ends with it: a watcher's mark left
+            # renewing would keep every worker publishing for nobody.
+            self.stop_background()
+
+    def stop_background(self):
+        if self.background is not None:
+            self.background.cancel()
 
 
 class TaskConsumer(LiveConsumer):
@@ -36,7 +53,6 @@ class TaskConsumer(LiveConsumer):
     "state", "progress" and "log"."""
 
     group = None
-    marker = None
     lines_in_state: frozenset[str] = frozenset()
 
     async def connect(self):
@@ -49,15 +65,14 @@ class TaskConsumer(LiveConsumer):
         self.group = tree_group(top_id)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
-        self.marker = asyncio.ensure_future(_keep_marked())
+        self.background = asyncio.ensure_future(_keep_marked())
         # Workers publish once they see a watcher's mark: what they drop
         # before that happened before this read, so it is in the state.
         await asyncio.sleep(watchers.SETTLE)
         await self._send_state(with_logs=True)
 
     async def disconnect(self, code):
-        if self.marker is not None:
-            self.marker.cancel()
+        self.stop_background()
         if self.group is not None:
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
@@ -90,19 +105,16 @@ class DashboardConsumer(LiveConsumer):
     """Streams the dashboard's figures (cq.live.dashboard) every
     CQ_DASHBOARD_INTERVAL seconds, to staff users who may view tasks."""
 
-    sender = None
-
     async def connect(self):
         user = self.scope.get("user")
         if not await database_sync_to_async(dashboard.may_view)(user):
             await self.close(code=REFUSED)
             return
         await self.accept()
-        self.sender = asyncio.ensure_future(self._send_figures())
+        self.background = asyncio.ensure_future(self._send_figures())
 
     async def disconnect(self, code):
-        if self.sender is not None:
-            self.sender.cancel()
+        self.stop_background()
 
     async def _send_figures(self):
         while True:

@@ -2,6 +2,9 @@
 worker running the watched task: the current state first, then each status
 change, progress report and log line; refused without permission."""
 
+import asyncio
+import contextlib
+
 import pytest
 from channels.testing import WebsocketCommunicator
 from django.core.cache import cache
@@ -134,3 +137,28 @@ def test_the_apps_own_rule_decides_who_watches():
 
     assert run_async(session, owner) is True
     assert run_async(session, staff) is False
+
+
+def test_a_watcher_its_server_cancels_stops_marking_itself():
+    """An ASGI server cancels a consumer slow to close: its mark must not go on
+    renewing, or every worker would publish for nobody."""
+    headers = session_cookie(make_user("operator", True, "view_task"))
+    task = tasks.add.delay(1, 2)
+
+    def markers():
+        return {t for t in asyncio.all_tasks() if t.get_coro().__name__ == "_keep_marked"}
+
+    async def session():
+        existing = markers()
+        communicator = watch(task, headers)
+        assert (await communicator.connect())[0]
+        await communicator.receive_json_from(timeout=10)
+        ours = markers() - existing
+        assert len(ours) == 1, "the connected watcher marks itself"
+        communicator.future.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await communicator.future
+        await asyncio.wait(ours, timeout=5)
+        return all(marker.done() for marker in ours)
+
+    assert run_async(session), "the mark of a cancelled consumer went on renewing"
