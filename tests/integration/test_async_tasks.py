@@ -3,6 +3,7 @@
 import pytest
 from django.test import TransactionTestCase, override_settings
 
+from cq.live.outbox import outbox
 from cq.models import Task
 from tests.app import tasks
 from tests.app.models import Note
@@ -34,6 +35,7 @@ def test_a_coroutine_reports_progress_from_its_event_loop(serial):
     with override_settings(CQ_SERIAL=serial):
         task = tasks.async_count_up.delay(3)
         run_queued()
+    outbox.flush()  # a worker stores reports from its outbox thread
     task.refresh_from_db()
     assert task.status == Task.STATUS_SUCCESS, task.error
     assert (task.progress["done"], task.progress["total"]) == (3, 3)
