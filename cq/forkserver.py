@@ -37,6 +37,10 @@ PR_SET_PDEATHSIG = 1
 # The revoke of a task that runs in a child reaches it as this signal (cq.cancelling).
 CANCEL_SIGNAL = signal.SIGUSR1
 
+# Seconds a fork server may take to answer (a fork takes 5-40 ms on a loaded
+# 2-core machine): past it, it is taken for hung, killed and replaced.
+ANSWER_WITHIN = 10.0
+
 _server = None
 _server_lock = threading.Lock()
 # Connections inherited from the worker, kept (never closed) until os._exit.
@@ -79,11 +83,25 @@ class ForkServer:
         """Fork a child that runs the claimed task `task_id`; returns its pid
         and a pidfd of it (None where the platform has no pidfds)."""
         with self._lock:
-            self._socket.sendall(f"{task_id}\n".encode())
-            message, fds, _, _ = socket.recv_fds(self._socket, 64, 1)
+            try:
+                self._socket.settimeout(ANSWER_WITHIN)
+                self._socket.sendall(f"{task_id}\n".encode())
+                message, fds, _, _ = socket.recv_fds(self._socket, 64, 1)
+            except OSError:
+                # Hung (stopped, stuck) or broken: a late answer would be read
+                # as the next request's, so this server is done.
+                self._discard()
+                raise
         if not message:
             raise ConnectionError("the fork server is gone")
         return int(message), (fds[0] if fds else None)
+
+    def _discard(self):
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self._socket.close()
 
 
 # ---- in the server
