@@ -33,7 +33,7 @@ CONTRACT_VENVS := .venv-contract-oldest .venv-contract-newest
 CONTRACT_SUFFIX ?= $(or $(CQ_TEST_SUFFIX),contract)
 
 .PHONY: demo lint typecheck docs test test-postgres test-sqlite test-unit test-integration test-e2e \
-	test-django6 test-py313 test-contract bench venv clean
+	test-django6 test-py313 test-contract bench bench-scale venv clean
 
 $(BIN)/.installed: setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -149,6 +149,13 @@ test-e2e: venv
 bench: venv
 	$(BIN)/python -m django migrate --settings=bench.settings_sqlite --verbosity 0
 	$(BIN)/python -m django cq_bench --settings=bench.settings_sqlite $(BENCH_ARGS)
+
+# The scaling curve (docs/performance.md): 1 to 16 worker processes against one
+# PostgreSQL, database cq_bench (bench/settings_pg.py; `createdb cq_bench` once).
+bench-scale: venv
+	$(BIN)/python -m django migrate --settings=bench.settings_pg --verbosity 0
+	$(BIN)/python -m django cq_bench --settings=bench.settings_pg --only calibrate,scale \
+		--workers 1,2,4,8,16 $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(VENV6) $(VENV313) $(CONTRACT_VENVS) .pytest_cache .mypy_cache site example_project/db.sqlite3

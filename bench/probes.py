@@ -86,6 +86,16 @@ def pg_snapshot():
     return Counter(dict(zip(PG_COUNTERS, row, strict=True)))
 
 
+def pg_connections():
+    """Connections open to this database right now (this process's included),
+    or None on another database."""
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
+        return cursor.fetchone()[0]
+
+
 def settle():
     connections.close_all()
     time.sleep(1.2)

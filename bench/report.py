@@ -49,6 +49,7 @@ def _rows(bench):
         ("calibrate", _calibration_rows),
         ("drain", _drain_rows),
         ("e2e", _end_to_end_rows),
+        ("scale", _scale_rows),
         ("latency", lambda b: _latency_rows(b, "busy")),
         ("idle", lambda b: _latency_rows(b, "idle")),
         ("stats", _stats_rows),
@@ -177,6 +178,44 @@ def _end_to_end_rows(bench):
                 "ms",
             )
         )
+    return rows
+
+
+def _scale_rows(bench):
+    rows = []
+    for count in bench.worker_counts:
+        rows.append(
+            (
+                f"scaling, {_procs(count)} warmed up, N queued in bulk (first enqueue→last "
+                "completion)",
+                _rate(bench, f"scale.{count}"),
+                "tasks/s",
+                _of_limit(bench, f"scale.{count}", "batch"),
+            )
+        )
+        rows.append(
+            (
+                f"  database CPU per task, {_procs(count)} (every postgres process)",
+                _num(bench, f"scale_cpu.{count}.postgres"),
+                "ms",
+            )
+        )
+        rows.append(
+            (
+                f"  workers / Redis CPU per task, {_procs(count)}",
+                f"{_num(bench, f'scale_cpu.{count}.workers', short=True)} / "
+                f"{_num(bench, f'scale_cpu.{count}.redis', short=True)}",
+                "ms",
+            )
+        )
+        if bench.results.get(f"scale_connections.{count}"):
+            rows.append(
+                (
+                    f"  PostgreSQL connections at the end, {_procs(count)} (bench's own included)",
+                    _rate(bench, f"scale_connections.{count}"),
+                    "connections",
+                )
+            )
     return rows
 
 

@@ -22,7 +22,19 @@ from .workers import WorkerDied
 
 logger = logging.getLogger(__name__)
 
-SCENARIOS = ("calibrate", "enqueue", "drain", "e2e", "latency", "idle", "stats", "memory")
+SCENARIOS = (
+    "calibrate",
+    "enqueue",
+    "drain",
+    "e2e",
+    "scale",
+    "latency",
+    "idle",
+    "stats",
+    "memory",
+)
+# The scaling curve is run on its own, with its own worker counts (`make bench-scale`).
+DEFAULT_SCENARIOS = tuple(name for name in SCENARIOS if name != "scale")
 
 
 class BenchError(Exception):
@@ -120,7 +132,11 @@ class Bench:
             steps.append(("calibrate", lambda rep: scenarios.calibration(self, rep)))
         if "enqueue" in self.only:
             steps.append(("enqueue", lambda rep: scenarios.enqueue_rates(self, rep)))
-        for kind, function in (("drain", scenarios.drain), ("e2e", scenarios.end_to_end)):
+        for kind, function in (
+            ("drain", scenarios.drain),
+            ("e2e", scenarios.end_to_end),
+            ("scale", scenarios.scale),
+        ):
             if kind in self.only:
                 for count in self.worker_counts:
                     steps.append((kind, lambda rep, f=function, c=count: f(self, rep, c)))
@@ -168,7 +184,7 @@ class Bench:
         if "enqueue" in self.only:
             sizes.append(3 * self.n)
         # e2e: a producer faster than the workers queues up to N.
-        if {"drain", "e2e", "stats"} & set(self.only):
+        if {"drain", "e2e", "scale", "stats"} & set(self.only):
             sizes.append(self.n)
         return max(sizes)
 

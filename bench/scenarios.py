@@ -25,6 +25,8 @@ from .workers import Pool
 
 TRANSACTION_SIZE = 100
 BULK_ENQUEUE = "delay_many"
+# Rows per `delay_many` call in the scaling scenario.
+SCALE_BATCH = 1000
 # Statements of the bench's own probes, not of cq.
 IGNORED_REDIS = ("info", "config|resetstat", "client|list", "ping")
 
@@ -111,6 +113,30 @@ def end_to_end(bench, rep, processes):
     for group in ("producer", "workers", "postgres", "redis"):
         bench.record(f"e2e_cpu.{processes}.{group}", cpu_used[group] / bench.n * 1000)
     bench.record(f"e2e_cpu.{processes}.total", sum(cpu_used.values()) / bench.n * 1000)
+    delete_bench_rows()
+
+
+def scale(bench, rep, processes):
+    """The scaling curve: W warmed-up worker processes, then N tasks queued in
+    bulk (`delay_many`, so the producer costs little): N / (last completion -
+    first enqueue), and where the machine's CPU went per task, the database's
+    above all: the share that more workers cannot spread."""
+    with Pool(bench, processes) as pool:
+        pool.warm_up(4 * processes)
+        pids = {worker.pid for worker in pool.workers}
+        cpu_before = probes.cpu_snapshot(pids)
+        began = time.time()
+        for first in range(0, bench.n, SCALE_BATCH):
+            noop.delay_many([(i,) for i in range(first, min(first + SCALE_BATCH, bench.n))])
+        flush_doorbells()
+        _, last = pool.wait_done(bench.n)
+        cpu_used = probes.cpu_snapshot(pids) - cpu_before
+        connections = probes.pg_connections()
+    bench.record(f"scale.{processes}", bench.n / (last - began))
+    for group in ("workers", "postgres", "redis"):
+        bench.record(f"scale_cpu.{processes}.{group}", cpu_used[group] / bench.n * 1000)
+    if connections is not None:
+        bench.record(f"scale_connections.{processes}", connections)
     delete_bench_rows()
 
 

@@ -130,6 +130,41 @@ def test_quick_bench_prints_every_row_and_cleans_up(transactional_db):
 
 
 @pytest.mark.slow
+def test_scaling_curve_prints_rate_and_cpu_per_task_for_each_worker_count(transactional_db):
+    marker = uuid.uuid4().hex
+    bench = bench_process(
+        "--only",
+        "scale",
+        "--workers",
+        "1,3",
+        "--n",
+        "60",
+        "--reps",
+        "1",
+        "--time-limit",
+        "100",
+        marker=marker,
+    )
+    output, _ = bench.communicate(timeout=160)
+    print(output)
+    assert bench.returncode == 0, output
+    rows = table_rows(output)
+    for count, processes in ((1, "1 worker process"), (3, "3 worker processes")):
+        [rate] = [cell for label, cell in rows.items() if label.startswith(f"scaling, {processes}")]
+        assert float(rate.replace(",", "")) > 0, output
+        database = rows[f"database CPU per task, {processes} (every postgres process)"]
+        other = rows[f"workers / Redis CPU per task, {processes}"]
+        if connection.vendor == "postgresql":
+            assert float(database) > 0, output
+            # Each worker process holds connections of its own.
+            opened = rows[f"PostgreSQL connections at the end, {processes} (bench's own included)"]
+            assert int(opened) > count, output
+        assert float(other.split(" / ")[0]) > 0, output
+    assert not Task.objects.filter(func_name=NAME).exists()
+    assert processes_with(marker) == []
+
+
+@pytest.mark.slow
 def test_interrupted_bench_stops_its_workers_and_removes_its_rows(transactional_db):
     marker = uuid.uuid4().hex
     bench = bench_process(
