@@ -87,9 +87,22 @@ def send_many_sync(layer, channel, messages):
     """Add messages to the channel; returns how many fitted under its capacity.
     A synchronous client, from the doorbell's sender thread: cheaper than a
     hop to an event loop for each ring."""
+    clients = sync_clients(layer)
+    if len(clients) > 1:
+        # Sharded: a random host first, then the others for what it had no
+        # room for, so the channel takes capacity x hosts (channel.inspect).
+        clients = random.sample(clients, len(clients))
+    sent = 0
+    for client in clients:
+        sent += _send_to_host(layer, client, channel, messages[sent:])
+        if sent == len(messages):
+            break
+    return sent
+
+
+def _send_to_host(layer, client, channel, messages):
     key = layer.prefix + channel
     capacity = layer.get_capacity(channel)
-    client = random.choice(sync_clients(layer))
     script = _send_script(client)
     sent = 0
     for start in range(0, len(messages), SEND_BATCH):
@@ -126,8 +139,15 @@ def _sync_client(host):
     if "address" in options:
         return redis.Redis.from_url(options.pop("address"), **options)
     if "master_name" in options:
+        # The sentinels get the same deadline: one that hangs must not hang
+        # the sender, whose next ask finds the master through another.
+        sentinel_kwargs = {
+            **(options.pop("sentinel_kwargs", None) or {}),
+            "socket_timeout": timeout,
+            "socket_connect_timeout": timeout,
+        }
         sentinel = redis.sentinel.Sentinel(
-            options.pop("sentinels"), sentinel_kwargs=options.pop("sentinel_kwargs", None)
+            options.pop("sentinels"), sentinel_kwargs=sentinel_kwargs
         )
         return sentinel.master_for(options.pop("master_name"), **options)
     return redis.Redis(**options)

@@ -99,12 +99,17 @@ class FinishedHub:
 
     def __init__(self):
         self._pubsub = None
+        self._layer = None
         self._reader = None
         self._events = {}
         self._confirmed = {}
 
     async def subscribe(self, layer, channel):
         """Subscribe and return once Redis has confirmed it (so no message is missed)."""
+        if self._pubsub is not None and self._layer is not layer:
+            # CHANNEL_LAYERS changed (tests override it): the old layer's
+            # connection may lead to a Redis the workers no longer publish on.
+            self._reset(ConnectionError("channel layer replaced"))
         event = threading.Event()
         self._events.setdefault(channel, set()).add(event)
         try:
@@ -139,6 +144,7 @@ class FinishedHub:
 
     def _connection(self, layer):
         if self._pubsub is None:
+            self._layer = layer
             # Done messages always use the first host, whatever the sharding
             # of the channel itself, so publisher and waiter meet.
             self._pubsub = layer.connection(0).pubsub()

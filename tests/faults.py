@@ -1,10 +1,13 @@
-"""Breaking things on purpose: a private redis-server, a TCP proxy to cut the
-database or to freeze Redis (connections left open that forward nothing)."""
+"""Breaking things on purpose: a private redis-server, a Sentinel-managed pair
+of them to fail over, a TCP proxy to cut the database or to freeze Redis
+(connections left open that forward nothing)."""
 
 import socket
 import subprocess
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import redis
 
@@ -18,10 +21,12 @@ def free_port():
 class RedisServer:
     """A redis-server of the test's own, without persistence: a restart empties it."""
 
-    def __init__(self):
+    def __init__(self, *args):
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}"
         self.process = None
+        # More redis-server arguments (--replicaof host port).
+        self.args = [str(arg) for arg in args]
 
     def start(self):
         self.process = subprocess.Popen(
@@ -35,6 +40,7 @@ class RedisServer:
                 "",
                 "--appendonly",
                 "no",
+                *self.args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -56,6 +62,111 @@ class RedisServer:
             self.process.kill()
             self.process.wait(10)
         self.process = None
+
+
+class SentinelCluster:
+    """A primary redis-server, a replica of it and `count` sentinels that watch
+    them as MASTER_NAME, quick to fail over: a primary silent for
+    `down_after` ms is replaced by its replica. `stop()` kills them all."""
+
+    MASTER_NAME = "mymaster"
+
+    def __init__(self, count=1, down_after=1000, failover_timeout=3000):
+        self.primary = RedisServer()
+        # Loading the primary's data from the socket, not through a dump.rdb
+        # written into the working directory.
+        self.replica = RedisServer(
+            "--replicaof", "127.0.0.1", self.primary.port, "--repl-diskless-load", "on-empty-db"
+        )
+        self.sentinel_ports = [free_port() for _ in range(count)]
+        self.quorum = count // 2 + 1
+        self.down_after, self.failover_timeout = down_after, failover_timeout
+        self._processes = []
+        self._dir = None
+
+    @property
+    def sentinels(self):
+        return [("127.0.0.1", port) for port in self.sentinel_ports]
+
+    def start(self):
+        try:
+            self._start()
+        except BaseException:
+            self.stop()  # no server left behind by a failed start
+            raise
+
+    def _start(self):
+        self.primary.start()
+        self.replica.start()
+        # Replicating before the sentinels look: they ask the primary for its
+        # replicas when they connect, and otherwise only every 10 s.
+        primary = redis.Redis(port=self.primary.port, socket_timeout=1)
+        deadline = time.monotonic() + 20
+        while primary.info("replication").get("slave0", {}).get("state") != "online":
+            if time.monotonic() > deadline:
+                raise RuntimeError("the replica did not catch up with the primary")
+            time.sleep(0.05)
+        primary.close()
+        # Sentinel rewrites its configuration file: each gets one of its own.
+        self._dir = tempfile.TemporaryDirectory(prefix="cq-sentinel-")
+        for port in self.sentinel_ports:
+            conf = Path(self._dir.name) / f"sentinel-{port}.conf"
+            conf.write_text(
+                f"port {port}\n"
+                "bind 127.0.0.1\n"
+                f"dir {self._dir.name}\n"
+                f"sentinel monitor {self.MASTER_NAME} 127.0.0.1 {self.primary.port} {self.quorum}\n"
+                f"sentinel down-after-milliseconds {self.MASTER_NAME} {self.down_after}\n"
+                f"sentinel failover-timeout {self.MASTER_NAME} {self.failover_timeout}\n"
+                f"sentinel parallel-syncs {self.MASTER_NAME} 1\n"
+            )
+            self._processes.append(
+                subprocess.Popen(
+                    ["redis-server", str(conf), "--sentinel"],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+        # Ready once every sentinel knows the primary, its replica and the
+        # other sentinels (which must vote for a failover).
+        deadline = time.monotonic() + 20
+        while not all(self._ready(port) for port in self.sentinel_ports):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the sentinels did not find the primary and its replica")
+            time.sleep(0.1)
+
+    def master_port(self, port=None):
+        """The primary's port as a sentinel (the first, or that on `port`) names it."""
+        client = redis.Redis(port=port or self.sentinel_ports[0], socket_timeout=1)
+        try:
+            return int(client.sentinel_get_master_addr_by_name(self.MASTER_NAME)[1])
+        finally:
+            client.close()
+
+    def _ready(self, port):
+        client = redis.Redis(port=port, socket_timeout=1)
+        try:
+            replicas = client.sentinel_slaves(self.MASTER_NAME)
+            others = client.sentinel_sentinels(self.MASTER_NAME)
+            return len(others) == len(self.sentinel_ports) - 1 and any(
+                r["port"] == self.replica.port and "s_down" not in r["flags"] for r in replicas
+            )
+        except redis.RedisError:
+            return False
+        finally:
+            client.close()
+
+    def stop(self):
+        for process in self._processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait(10)
+        self._processes = []
+        self.primary.stop()
+        self.replica.stop()
+        if self._dir is not None:
+            self._dir.cleanup()
+            self._dir = None
 
 
 class TcpProxy:

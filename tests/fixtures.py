@@ -2,6 +2,7 @@
 conftest.py imports the ones it needs, so that tests/unit runs without Redis."""
 
 import copy
+from types import SimpleNamespace
 
 import pytest
 import redis
@@ -67,3 +68,34 @@ def start_worker(transactional_db):
     yield start
     for worker in started:
         worker.stop()
+
+
+@pytest.fixture
+def two_shards():
+    """Two redis-servers of the test's own as the channel layer's two hosts
+    (the cache on the first); pass `two_shards.env` to the workers.
+    `two_shards.clients` reach them in `hosts` order."""
+    servers = [RedisServer(), RedisServer()]
+    for server in servers:
+        server.start()
+    database = settings.REDIS_URL.rsplit("/", 1)[1]
+    urls = [f"{server.url}/{database}" for server in servers]
+    layers = channel_layers()
+    layers["default"]["CONFIG"]["hosts"] = [
+        {"address": url, "socket_timeout": settings.SOCKET_TIMEOUT} for url in urls
+    ]
+    caches = copy.deepcopy(settings.CACHES)
+    caches["default"]["LOCATION"] = urls[0]
+    shards = SimpleNamespace(
+        env={"CQ_TEST_SHARDS": ",".join(server.url for server in servers)},
+        clients=[redis.Redis.from_url(url) for url in urls],
+    )
+    try:
+        with override_settings(CHANNEL_LAYERS=layers, CACHES=caches):
+            yield shards
+            doorbell.flush(2)
+    finally:
+        for client in shards.clients:
+            client.close()
+        for server in servers:
+            server.stop()

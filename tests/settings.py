@@ -13,6 +13,8 @@ Environment:
                     the channel layer host's socket_timeout, default 10 ("none": None)
   CQ_TEST_CAPACITY, CQ_TEST_CHANNEL_EXPIRY
                     the cq channel layer's `capacity` and `expiry`
+  CQ_TEST_SENTINEL  "host:port,...": reach Redis through these sentinels instead
+  CQ_TEST_SHARDS    "redis://host:port,...": the channel layer's hosts instead
   CQ_TEST_WORKER_TIMEOUT, CQ_TEST_HEARTBEAT_INTERVAL, CQ_TEST_REQUEUE_AFTER,
   CQ_TEST_HOUSEKEEPING_INTERVAL
                     cq's recovery timings, in seconds (fault tests shorten them)
@@ -130,6 +132,36 @@ CACHES = {
         "OPTIONS": {"socket_timeout": 5, "socket_connect_timeout": 5},
     },
 }
+
+# CQ_TEST_SENTINEL="host:port,host:port": the channel layer and the cache
+# reach Redis through these sentinels, as master "mymaster" (tests/e2e/test_sentinel.py).
+if os.environ.get("CQ_TEST_SENTINEL"):
+    SENTINELS = [
+        (host, int(port))
+        for host, _, port in (a.rpartition(":") for a in os.environ["CQ_TEST_SENTINEL"].split(","))
+    ]
+    _redis_db = int(REDIS_URL.rsplit("/", 1)[1])
+    CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] = [
+        {
+            "sentinels": SENTINELS,
+            "master_name": "mymaster",
+            "db": _redis_db,
+            "socket_timeout": SOCKET_TIMEOUT,
+        }
+    ]
+    CACHES["default"]["LOCATION"] = f"redis://mymaster/{_redis_db}"
+    CACHES["default"]["OPTIONS"].update(pool_class="cq.sentinel.SentinelPool", sentinels=SENTINELS)
+
+# CQ_TEST_SHARDS="redis://host:port,redis://host:port": the channel layer has
+# these hosts (shards), the cache is on the first (tests/e2e/test_sharded.py).
+if os.environ.get("CQ_TEST_SHARDS"):
+    _shards = [
+        f"{url}/{REDIS_URL.rsplit('/', 1)[1]}" for url in os.environ["CQ_TEST_SHARDS"].split(",")
+    ]
+    CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] = [
+        {"address": url, "socket_timeout": SOCKET_TIMEOUT} for url in _shards
+    ]
+    CACHES["default"]["LOCATION"] = _shards[0]
 
 CQ_HOUSEKEEPING_INTERVAL = float(os.environ.get("CQ_TEST_HOUSEKEEPING_INTERVAL", "0.2"))
 CQ_HEARTBEAT_INTERVAL = float(os.environ.get("CQ_TEST_HEARTBEAT_INTERVAL", "5"))

@@ -1,3 +1,9 @@
 """The end-to-end lane: real worker processes, injected faults, the demo and the bench."""
 
-from tests.fixtures import clean_redis, private_redis, redis_client, start_worker  # noqa: F401
+from tests.fixtures import (  # noqa: F401
+    clean_redis,
+    private_redis,
+    redis_client,
+    start_worker,
+    two_shards,
+)

@@ -38,3 +38,18 @@ def test_the_banner_masks_redis_passwords():
         text = channel_layer("default")
     assert "s3cret" not in text
     assert text.endswith("redis://:***@a:6379, b:6379, redis://c:6379")
+
+
+def test_the_banner_names_the_sentinels_and_master_of_a_sentinel_host():
+    layers = copy.deepcopy(settings.CHANNEL_LAYERS)
+    layers["default"]["CONFIG"]["hosts"] = [
+        {
+            "sentinels": [("s1", 26379), ("s2", 26379)],
+            "master_name": "mymaster",
+            "password": "s3cret",
+        }
+    ]
+    with override_settings(CHANNEL_LAYERS=layers):
+        text = channel_layer("default")
+    assert "s3cret" not in text
+    assert text.endswith("sentinels s1:26379, s2:26379 master mymaster")

@@ -42,6 +42,34 @@ def test_w001_accepts_a_timeout_above_channels_redis_blocking_receive():
         assert check_channel_layer(None) == []
 
 
+SENTINEL_HOST = {"sentinels": [("s1", 26379)], "master_name": "mymaster", "db": 0}
+
+
+def test_w001_judges_a_sentinel_host_by_its_socket_timeout_like_any_host():
+    with override_settings(CHANNEL_LAYERS=layers_with_host(SENTINEL_HOST)):
+        [warning] = check_channel_layer(None)
+    assert warning.id == "cq.W001" and "'mymaster'" in warning.msg
+    host = {**SENTINEL_HOST, "socket_timeout": 10}
+    with override_settings(CHANNEL_LAYERS=layers_with_host(host)):
+        assert check_channel_layer(None) == []
+
+
+def test_a_sentinel_backed_cache_with_a_socket_timeout_passes_the_cache_checks():
+    caches = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://mymaster/0",
+            "OPTIONS": {
+                "pool_class": "cq.sentinel.SentinelPool",
+                "sentinels": [("s1", 26379)],
+                "socket_timeout": 5,
+            },
+        }
+    }
+    with override_settings(CACHES=caches):
+        assert check_cache_timeout(None) == check_cache_is_shared(None) == []
+
+
 def test_w004_flags_a_redis_cache_without_socket_timeout():
     caches = copy.deepcopy(settings.CACHES)
     del caches["default"]["OPTIONS"]
