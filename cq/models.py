@@ -294,7 +294,14 @@ class Task(models.Model):
                     name=f"cq_task_{link}",
                     condition=models.Q(**{f"{link}__isnull": False}),
                 )
-                for link in ("parent", "root", "previous", "repeating_task", "retry_of")
+                for link in (
+                    "parent",
+                    "root",
+                    "previous",
+                    "waits_for",
+                    "repeating_task",
+                    "retry_of",
+                )
             ),
             # The admin lists top-level tasks, newest first.
             models.Index(
