@@ -39,26 +39,39 @@ def channel_key():
     return f"{settings.REDIS_PREFIX}{cq_settings.CHANNEL}"
 
 
-class WorkerProcess:
-    """A real `manage.py runworker cq-tasks` subprocess on the test database."""
+def process_env(env=None):
+    """The environment of a subprocess of the suite: the test settings, on the
+    test database, with `env` on top."""
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "CQ_TEST_DB_NAME": connection.settings_dict["NAME"],
+        "PYTHONPATH": str(ROOT),
+        **(env or {}),
+    }
 
-    def __init__(self, *args, env=None, channel="cq-tasks"):
+
+class WorkerProcess:
+    """A real `manage.py runworker cq-tasks` subprocess on the test database.
+
+    With `host`, it runs as if on a machine of that name: in a UTS namespace of
+    its own (root only), so that its worker name (`host:pid:random`) says
+    which "machine" it is on. `unshare --uts` needs no fork and the shell
+    `exec`s the worker, so `pid` is still the worker's own and signals reach it."""
+
+    def __init__(self, *args, env=None, channel="cq-tasks", host=None):
         self.log_path = (
             Path(os.environ.get("TMPDIR", "/tmp"))
             / f"cq-worker-{os.getpid()}-{time.monotonic_ns()}.log"
         )
         self.log = open(self.log_path, "w+")
-        worker_env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "tests.settings",
-            "CQ_TEST_DB_NAME": connection.settings_dict["NAME"],
-            "PYTHONPATH": str(ROOT),
-            **(env or {}),
-        }
+        command = [sys.executable, "-m", "django", "runworker", channel, *args]
+        if host is not None:
+            command = ["unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"', host, *command]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "django", "runworker", channel, *args],
+            command,
             cwd=ROOT,
-            env=worker_env,
+            env=process_env(env),
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
