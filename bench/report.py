@@ -208,6 +208,14 @@ def _scale_rows(bench):
                 "ms",
             )
         )
+        if bench.results.get(f"scale_commits.{count}"):
+            rows.append(
+                (
+                    f"  PostgreSQL commits per task, {_procs(count)} (pg_stat_database)",
+                    _num(bench, f"scale_commits.{count}"),
+                    "per task",
+                )
+            )
         if bench.results.get(f"scale_connections.{count}"):
             rows.append(
                 (

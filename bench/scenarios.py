@@ -124,6 +124,7 @@ def scale(bench, rep, processes):
     with Pool(bench, processes) as pool:
         pool.warm_up(4 * processes)
         pids = {worker.pid for worker in pool.workers}
+        pg_before = probes.pg_snapshot()
         cpu_before = probes.cpu_snapshot(pids)
         began = time.time()
         for first in range(0, bench.n, SCALE_BATCH):
@@ -133,6 +134,12 @@ def scale(bench, rep, processes):
         cpu_used = probes.cpu_snapshot(pids) - cpu_before
         connections = probes.pg_connections()
     bench.record(f"scale.{processes}", bench.n / (last - began))
+    if pg_before is not None:
+        # Read once the workers have stopped: a backend reports its counters
+        # at exit. Their heartbeats and housekeeping meanwhile count too.
+        probes.settle()
+        commits = probes.pg_snapshot()["xact_commit"] - pg_before["xact_commit"]
+        bench.record(f"scale_commits.{processes}", commits / bench.n)
     for group in ("workers", "postgres", "redis"):
         bench.record(f"scale_cpu.{processes}.{group}", cpu_used[group] / bench.n * 1000)
     if connections is not None:
