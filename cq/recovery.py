@@ -24,6 +24,7 @@ from .completion import Discarded, finish
 from .conf import settings as cq_settings
 from .exceptions import UnknownTaskError
 from .models import Task, WorkerHeartbeat
+from .serial import INLINE
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +69,9 @@ def _of_dead_workers(worker, now):
     dead = list(
         Task.objects.filter(status=Task.STATUS_RUNNING, started__lt=cutoff)
         .exclude(worker="")
+        # A task run inline (a direct call, CQ_SERIAL) belongs to its caller's
+        # thread, which keeps no heartbeat: judged dead, it would run twice.
+        .exclude(worker=INLINE)
         .exclude(worker=worker.name)
         .exclude(worker__in=alive)[:BATCH]
     )

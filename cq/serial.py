@@ -20,6 +20,10 @@ from .execution import claim, run_claimed
 
 _local = threading.local()
 
+# The `worker` of a row run inline. No heartbeat stands for it, and workers'
+# sweepers leave it alone (cq.recovery): the caller's thread runs it, however long.
+INLINE = "inline"
+
 
 def run(task_ids) -> None:
     """Run these tasks now, in this thread, and then whatever they queue, in order.
@@ -33,7 +37,7 @@ def run(task_ids) -> None:
     _local.queue = queue = deque(task_ids)
     try:
         while queue:
-            task = claim(queue.popleft(), worker="inline")
+            task = claim(queue.popleft(), worker=INLINE)
             raised = None if task is None else run_claimed(task)
             direct_calls = getattr(_local, "raised", None)
             if raised is not None and direct_calls is not None:

@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from cq import channel, execution, recovery
+from cq import channel, execution, recovery, serial
 from cq.doorbell import doorbell
 from cq.models import Task, WorkerHeartbeat
 from tests.app import tasks
@@ -98,6 +98,15 @@ def test_worker_without_heartbeat_row_is_judged_after_the_timeout(now):
 def test_task_run_by_stock_runworker_without_heartbeat_is_left_alone(now):
     task = running(tasks.add, now, worker="", started_ago=3600, args=[1, 1])
     recovery.sweep(FakeWorker(), now)
+    assert status_of(task) == Task.STATUS_RUNNING
+
+
+def test_task_run_inline_is_left_alone_however_long_it_runs(now):
+    # A direct call `fn(...)` (from a shell, a management command) or a
+    # CQ_SERIAL `.delay()` runs in its caller's thread, which keeps no
+    # heartbeat: judged dead, its task would be marked LOST or run again.
+    task = running(tasks.add, now, worker=serial.INLINE, started_ago=3600, args=[1, 2])
+    assert recovery.sweep(FakeWorker(), now) == 0
     assert status_of(task) == Task.STATUS_RUNNING
 
 
