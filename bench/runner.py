@@ -9,7 +9,7 @@ from collections import defaultdict
 from datetime import timedelta
 
 from channels.layers import InMemoryChannelLayer, get_channel_layer
-from django.db import connection
+from django.db import connection, connections
 from django.utils import timezone
 
 from cq.conf import settings as cq_settings
@@ -155,6 +155,9 @@ class Bench:
             worker.stop()
             self.note_stopped(worker)
         try:
+            # An interrupt (Ctrl-C, SIGTERM) may have come in the middle of a
+            # query, leaving this thread's connection unusable: start afresh.
+            connections.close_all()
             scenarios.delete_bench_rows()
             metrics.client().delete(*(metrics.key(k) for k in ("done", "first", "last", "sql")))
         finally:

@@ -179,7 +179,7 @@ def test_interrupted_bench_stops_its_workers_and_removes_its_rows(transactional_
         )
         time.sleep(1)
         bench.send_signal(signal.SIGINT)
-        bench.wait(60)
+        output, _ = bench.communicate(timeout=60)
     finally:
         if bench.poll() is None:
             bench.kill()
@@ -187,4 +187,4 @@ def test_interrupted_bench_stops_its_workers_and_removes_its_rows(transactional_
     wait_until(
         lambda: processes_with(marker) == [], timeout=30, message="the bench's workers to exit"
     )
-    assert not Task.objects.filter(func_name=NAME).exists()
+    assert not Task.objects.filter(func_name=NAME).exists(), output
