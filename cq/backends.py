@@ -69,6 +69,12 @@ class CQBackend(BaseTaskBackend):
                 f"TASKS[{alias!r}]['OPTIONS'] has unknown option(s) {', '.join(sorted(unknown))}; "
                 f"cq.backends.CQBackend takes {', '.join(TASK_OPTIONS)}"
             )
+        try:
+            # The values too, now, with @task's own checks (cq.options): a bad
+            # one would otherwise surface at the first decoration, far away.
+            TaskFunction(_no_op, name=f"TASKS[{alias!r}]", **self.options)
+        except CQError as exc:
+            raise InvalidTaskBackend(f"TASKS[{alias!r}]['OPTIONS']: {exc}") from None
         taskresults.connect()
         registry.add_finder(import_module_of)
 
@@ -127,6 +133,10 @@ class CQBackend(BaseTaskBackend):
             raise InvalidTask(f"TASKS[{self.alias!r}]['OPTIONS']: {exc}") from None
         task_function.django_task = task
         registry.register(task_function)
+
+
+def _no_op(cqt):
+    """The function a backend's OPTIONS are checked with (a plain one: atomic may be True)."""
 
 
 def _adapter(task):

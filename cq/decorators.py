@@ -3,17 +3,15 @@
 import functools
 import inspect
 import logging
-import numbers
 import random
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
 
 from asgiref.sync import sync_to_async
 
-from . import coroutines, ratelimits, registry, uniqueness
+from . import coroutines, options, ratelimits, registry, uniqueness
 from .exceptions import InvalidTaskOption
 from .queues import DEFAULT_QUEUE, check_priority, check_queue
-from .time_limits import check_time_limit
 
 if TYPE_CHECKING:
     from .models import Task
@@ -53,10 +51,11 @@ class TaskFunction(Generic[P, R]):
         # None: atomic for a plain function, not for an `async def` one (cq.coroutines).
         self.atomic = coroutines.check_atomic(fn, self.name, atomic)
         self.is_coroutine = coroutines.is_coroutine_function(fn)
-        self.retries = _check_count("retries", retries)
-        self.retry_exceptions = _check_retry_exceptions(retry_exceptions)
-        self.retry_delay = _check_seconds("retry_delay", retry_delay)
-        self.result_ttl = None if result_ttl is None else _check_seconds("result_ttl", result_ttl)
+        # Numbers are checked in cq.options, the one rule for every entry point.
+        self.retries = options.check_count("retries", retries)
+        self.retry_exceptions = options.check_retry_exceptions(retry_exceptions)
+        self.retry_delay = options.check_seconds("retry_delay", retry_delay)
+        self.result_ttl = options.check_result_ttl(result_ttl)
         # When its worker dies mid-run, the sweeper requeues the task (even
         # with no retries left) instead of marking it LOST: for tasks that are
         # safe to run twice. See docs/guarantees.md.
@@ -73,7 +72,7 @@ class TaskFunction(Generic[P, R]):
         self.rate_interval = ratelimits.parse(rate_limit)
         self.retry_jitter = bool(retry_jitter)
         # Seconds before a run is stopped (cq.time_limits); None: CQ_DEFAULT_TIME_LIMIT, 0: none.
-        self.time_limit = check_time_limit(time_limit)
+        self.time_limit = options.check_time_limit(time_limit)
         functools.update_wrapper(self, fn)
 
     def __repr__(self):
@@ -136,7 +135,10 @@ class TaskFunction(Generic[P, R]):
         of it ("equal jitter"), so that the tasks a failing dependency failed
         at one moment do not all retry at the same moment, yet none retries
         sooner than half the planned backoff."""
-        backoff = self.retry_delay * 2 ** (attempt - 1)
+        # Capped: doubled often enough, any delay would overflow `now + backoff`
+        # in the worker (and 2 ** 1100 a float).
+        doubled = self.retry_delay * 2 ** min(attempt - 1, 64)
+        backoff = min(doubled, options.MAX_SECONDS)
         if self.retry_jitter and backoff:
             return backoff / 2 + random.uniform(0, backoff / 2)
         return backoff
@@ -209,30 +211,3 @@ def _matches(rule, exc):
     if isinstance(rule, type):
         return isinstance(exc, rule)
     return bool(rule(exc))
-
-
-def _check_count(option, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidTaskOption(f"{option} must be an integer >= 0, got {value!r}")
-    return value
-
-
-def _check_seconds(option, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or value < 0:
-        raise InvalidTaskOption(f"{option} must be a number of seconds >= 0, got {value!r}")
-    return value
-
-
-def _check_retry_exceptions(rules):
-    if rules is None:
-        return ()
-    if isinstance(rules, type) or callable(rules) and not isinstance(rules, (list, tuple)):
-        rules = [rules]
-    for rule in rules:
-        is_exception = isinstance(rule, type) and issubclass(rule, BaseException)
-        if not is_exception and (isinstance(rule, type) or not callable(rule)):
-            raise InvalidTaskOption(
-                "retry_exceptions takes exception classes or callables "
-                f"(exception -> bool), got {rule!r}"
-            )
-    return tuple(rules)

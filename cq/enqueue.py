@@ -6,17 +6,12 @@ app registry rather than imported, so that cq.models can use this module.
 """
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.apps import apps
-from django.utils import timezone
 
-from . import doorbell, registry, transitions, uniqueness
-from .exceptions import InvalidTaskOption
-from .queues import check_priority, check_queue
+from . import doorbell, options, registry, transitions, uniqueness
 from .storable import check_json
-from .time_limits import check_time_limit
 
 if TYPE_CHECKING:
     from .decorators import TaskRef
@@ -127,16 +122,11 @@ def _build(task_function, args, kwargs, fields, mode=None):
     args, kwargs = list(args), dict(kwargs or {})
     check_json(args, "arguments")
     check_json(kwargs, "keyword arguments")
-    fields["run_after"] = _run_after(fields.pop("run_after", None), fields.pop("countdown", None))
+    options.check_call(task_function, fields)
     parent = fields.get("parent")
     if parent is not None and "root_id" not in fields:
         fields["root_id"] = parent.top_id
-    if fields.get("result_ttl") is None:
-        fields["result_ttl"] = task_function.result_ttl
-    fields["queue"] = check_queue(fields.get("queue", task_function.queue))
-    fields["priority"] = check_priority(fields.get("priority", task_function.priority))
     fields["unique_key"] = uniqueness.key_for(task_function, args, kwargs, mode)
-    fields["time_limit"] = check_time_limit(fields.get("time_limit"))
     return _task_model()(func_name=task_function.name, args=args, kwargs=kwargs, **fields)
 
 
@@ -150,18 +140,6 @@ def _unique_mode(task_function, fields):
     if fields.get("parent") is not None or fields.get("previous") is not None:
         return None
     return mode
-
-
-def _run_after(run_after, countdown):
-    if countdown is not None:
-        if run_after is not None:
-            raise InvalidTaskOption("give run_after or countdown, not both")
-        if isinstance(countdown, bool) or not isinstance(countdown, (int, float)) or countdown < 0:
-            raise InvalidTaskOption(f"countdown must be seconds >= 0, got {countdown!r}")
-        return timezone.now() + timedelta(seconds=countdown)
-    if run_after is not None and timezone.is_naive(run_after):
-        raise InvalidTaskOption(f"run_after must be an aware datetime, got {run_after!r}")
-    return run_after
 
 
 def _task_model():

@@ -15,7 +15,8 @@ from django.utils import timezone
 
 from . import registry
 from .cron import expand, get_zone, next_after
-from .exceptions import CQError
+from .exceptions import CQError, InvalidTaskOption
+from .options import check_result_ttl
 from .storable import check_json
 
 if TYPE_CHECKING:
@@ -62,7 +63,7 @@ def signature_problem(func_name, args, kwargs):
         signature = inspect.signature(fn)
     except (TypeError, ValueError):  # a callable without one (a builtin): nothing to check
         return None
-    problem = _binding_problem(signature, args, kwargs)
+    problem = binding_problem(signature, args, kwargs)
     if problem is None:
         return None
     field, reason = problem
@@ -72,8 +73,9 @@ def signature_problem(func_name, args, kwargs):
     )
 
 
-def _binding_problem(signature, args, kwargs):
-    # Bound after a stand-in for `cqt`, as the worker calls the function.
+def binding_problem(signature, args, kwargs):
+    """(field, reason) when a function of `signature` cannot take this call
+    after `cqt`, as the worker makes it; else None."""
     try:
         signature.bind_partial(None, *args)
     except TypeError as exc:
@@ -143,9 +145,12 @@ def prepare(crontab, fn_or_name, args=(), kwargs=None, **options):
             f"unknown repeating task option(s) {', '.join(sorted(unknown))}; "
             f"the options are {', '.join(sorted(OPTIONS))}"
         )
-    ttl = options.get("result_ttl")
-    if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 0):
-        raise TypeError(f"result_ttl must be seconds (an integer >= 0) or None, got {ttl!r}")
+    try:
+        check_result_ttl(options.get("result_ttl"))
+    except InvalidTaskOption as exc:
+        # @task's rule (cq.options), raised as the TypeError that
+        # schedule_task() has always raised for bad input.
+        raise TypeError(str(exc)) from None
     func_name = check_func_name(fn_or_name)
     expand(crontab)
     crontab = " ".join(crontab.split())

@@ -23,15 +23,16 @@ _JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 def check_json(value: object, what: str) -> None:
     """Raise SerializationError (a TypeError) unless `value` can be stored as JSON."""
-    try:
-        # allow_nan=False: PostgreSQL's jsonb refuses NaN and Infinity.
-        # ensure_ascii=False keeps a lone surrogate a character of its own,
-        # which encoding to UTF-8 then finds, while a valid pair stays valid.
-        dumped = json.dumps(value, cls=DjangoJSONEncoder, allow_nan=False, ensure_ascii=False)
-    except RecursionError as exc:
-        raise SerializationError(f"task {what} must not be nested this deeply") from exc
-    except (TypeError, ValueError) as exc:
-        raise SerializationError(f"task {what} must be JSON serialisable: {exc}") from exc
+    dumps(value, what)
+
+
+def dumps(value: object, what: str) -> str:
+    """`value` as canonical JSON text (keys sorted, as stored: `{1: "a"}` and
+    `{"1": "a"}` give the same text); SerializationError unless it can be stored."""
+    dumped = _dumps(value, what, sort_keys=True)
+    if dumped is None:
+        # A dict mixes string and other keys: allowed, unless two collide.
+        dumped = _dumps(_without_colliding_keys(_dumps(value, what), what), what, sort_keys=True)
     if "\\u0000" in dumped and _JSON_NUL.search(dumped):
         raise SerializationError(
             f"task {what} must not contain NUL characters (\\x00): the database cannot store them"
@@ -44,6 +45,47 @@ def check_json(value: object, what: str) -> None:
                 f"task {what} must not contain lone surrogates ({dumped[exc.start]!r}): "
                 "the database cannot store them"
             ) from exc
+    return dumped
+
+
+def _dumps(value, what, sort_keys=False):
+    """json.dumps as the database needs it, or SerializationError. With
+    `sort_keys`, None when a dict's keys are of types that do not sort together.
+
+    Sorting is how keys that JSON could make collide are found at C speed: only
+    a string and a non-string can become one key (1 and "1", None and "null";
+    1 and 1.0 are one key already in Python), and sorting those two raises."""
+    try:
+        # allow_nan=False: PostgreSQL's jsonb refuses NaN and Infinity.
+        # ensure_ascii=False keeps a lone surrogate a character of its own,
+        # which encoding to UTF-8 then finds, while a valid pair stays valid.
+        return json.dumps(
+            value, cls=DjangoJSONEncoder, allow_nan=False, ensure_ascii=False, sort_keys=sort_keys
+        )
+    except RecursionError as exc:
+        raise SerializationError(f"task {what} must not be nested this deeply") from exc
+    except (TypeError, ValueError) as exc:
+        if sort_keys and "not supported between instances" in str(exc):
+            return None
+        raise SerializationError(f"task {what} must be JSON serialisable: {exc}") from exc
+
+
+def _without_colliding_keys(dumped, what):
+    """The value of the JSON text `dumped`, refusing an object with a key twice:
+    the database would keep one of them and silently drop the other."""
+
+    def unique_keys(pairs):
+        keys = [key for key, _ in pairs]
+        if len(set(keys)) < len(keys):
+            twice = next(key for key in keys if keys.count(key) > 1)
+            raise SerializationError(
+                f"task {what} must not hold a dict with two keys that are both {twice!r} "
+                "as JSON, whose keys are strings (1 and '1' are one key there): the "
+                "database would keep only one"
+            )
+        return dict(pairs)
+
+    return json.loads(dumped, object_pairs_hook=unique_keys)
 
 
 def text(value: str) -> str:

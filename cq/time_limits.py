@@ -17,7 +17,6 @@ update finds the row no longer RUNNING.
 """
 
 import logging
-import numbers
 import os
 import select
 import signal
@@ -26,23 +25,13 @@ import time
 
 from . import forkserver
 from .conf import settings as cq_settings
-from .exceptions import CQError, InvalidTaskOption, TimeLimitExceeded
+from .exceptions import CQError, TimeLimitExceeded
 
 logger = logging.getLogger(__name__)
 
 # {task id (str): (pid, pidfd)} of the children this process's tasks run in.
 _children: dict[str, tuple[int, int | None]] = {}
 _children_lock = threading.Lock()
-
-
-def check_time_limit(value):
-    """A time limit as given to `@task` or `delay_args`: None, or seconds >= 0
-    (0: no limit, even when CQ_DEFAULT_TIME_LIMIT sets one)."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or value < 0:
-        raise InvalidTaskOption(f"time_limit must be a number of seconds >= 0, got {value!r}")
-    return float(value)
 
 
 def limit_of(task, task_function):

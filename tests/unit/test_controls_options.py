@@ -58,3 +58,36 @@ def test_a_key_is_scoped_by_the_task_name_and_a_long_one_stored_as_its_hash():
         by_arguments, ["b"], {}, "return"
     )
     assert uniqueness.key_for(by_arguments, ["a"], {}, None) is None
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"retry_delay": float("nan")},
+        {"retry_delay": float("inf")},
+        {"retry_delay": 10**400},
+        {"time_limit": float("nan")},
+        {"time_limit": float("inf")},
+        {"result_ttl": -5},
+        {"result_ttl": "abc"},
+        {"result_ttl": 2**31},
+    ],
+)
+def test_numbers_that_are_not_finite_or_out_of_range_are_refused_at_the_decorator(options):
+    [name] = options
+    with pytest.raises(InvalidTaskOption, match=name):
+        task(name="tests.bad_numbers", **options)(lambda cqt: None)
+
+
+def test_a_retry_backoff_stays_a_time_the_worker_can_compute():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from cq.options import MAX_SECONDS
+
+    function = TaskFunction(lambda cqt: None, retry_delay=60, retries=2000, retry_jitter=False)
+    for attempt in (40, 2000):
+        # Doubled 39 times, 60 s overflowed `now + backoff` in the worker.
+        assert function.retry_countdown(attempt) == MAX_SECONDS
+        timezone.now() + timedelta(seconds=function.retry_countdown(attempt))
