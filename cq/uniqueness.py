@@ -20,10 +20,9 @@ import inspect
 import json
 import logging
 
-from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, router, transaction
 
-from . import transitions
+from . import schedules, storable, transitions
 from .exceptions import AlreadyQueued, InvalidTaskOption
 
 logger = logging.getLogger(__name__)
@@ -60,7 +59,7 @@ def key_for(task_function, args, kwargs, mode):
         return None
     spec = task_function.unique_key
     if spec is None:
-        part = _digest(json.dumps([args, kwargs], cls=DjangoJSONEncoder, sort_keys=True))
+        part = _digest(_text(_call(task_function, args, kwargs)))
     elif isinstance(spec, str):
         part = _render(task_function, spec, args, kwargs)
     else:
@@ -103,16 +102,49 @@ def insert(task, mode):
     raise IntegrityError(f"unique key {task.unique_key!r} is busy; tried {TRIES} times")
 
 
+def _call(task_function, args, kwargs):
+    """The call as `[positional arguments, keyword arguments]`, bound to the
+    function's parameters with their defaults: `f("k")`, `f(key="k")` and
+    `f("k", flag=False)` are one call, so they get one key. Every parameter
+    that can be positional is, as `BoundArguments.args` puts it; keyword-only
+    ones and `**kwargs` stay keywords. A call made positionally with every
+    argument given so keeps the key it had before cq bound calls."""
+    bound = _bind(task_function, args, kwargs)
+    if bound is None:  # no signature to bind to (a builtin): the call as given
+        return [args, kwargs]
+    return [list(bound.args[1:]), bound.kwargs]  # not cqt
+
+
+def _text(call):
+    """The call as the JSON text its key hashes: checked (keys that collide as
+    JSON are refused, keys of mixed types are not a TypeError), then written as
+    keys were written before calls were bound (ASCII, keys sorted), so that a
+    task queued before an upgrade still holds the key of the same call after it."""
+    return json.dumps(json.loads(storable.dumps(call, "arguments")), sort_keys=True)
+
+
+def _bind(task_function, args, kwargs):
+    """The call bound to the function's parameters after `cqt`, defaults
+    applied; InvalidTaskOption, at the call, if the function cannot take it."""
+    try:
+        signature = inspect.signature(task_function.fn)
+    except (TypeError, ValueError):
+        return None
+    problem = schedules.binding_problem(signature, args, kwargs)
+    if problem is not None:
+        raise InvalidTaskOption(
+            f"{task_function.name}{signature} cannot take args={list(args)!r} "
+            f"kwargs={dict(kwargs)!r}: {problem[1]}"
+        )
+    bound = signature.bind(None, *args, **kwargs)
+    bound.apply_defaults()
+    return bound
+
+
 def _render(task_function, template, args, kwargs):
     """`template.format(**arguments)`, the arguments named as in the function."""
-    try:
-        bound = inspect.signature(task_function.fn).bind(None, *args, **kwargs)
-    except TypeError as exc:
-        raise InvalidTaskOption(
-            f"{task_function.name} cannot take these arguments: {exc}"
-        ) from None
-    bound.apply_defaults()
-    arguments = dict(list(bound.arguments.items())[1:])  # not cqt
+    bound = _bind(task_function, args, kwargs)
+    arguments = {} if bound is None else dict(list(bound.arguments.items())[1:])  # not cqt
     try:
         return template.format(**arguments)
     except (KeyError, IndexError, AttributeError, ValueError) as exc:

@@ -58,3 +58,13 @@ def no_arguments():
 def fail_with_plain_errorback(cqt, label):
     cqt.errorback(note_failure, (label,))
     raise ValueError("needs reporting")
+
+
+@task(unique=True)
+def unique_with_default(cqt, key, flag=False):
+    return key
+
+
+@task(unique=True)
+def unique_any(cqt, *names, **options):
+    return names

@@ -7,7 +7,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from cq import scheduler
-from cq.exceptions import AlreadyQueued, InvalidTaskOption
+from cq.exceptions import AlreadyQueued, InvalidTaskOption, SerializationError
 from cq.models import RepeatingTask, Task
 from tests.app import controls_tasks as ct
 from tests.app import tasks
@@ -140,3 +140,47 @@ def test_subtasks_and_chained_tasks_belong_to_their_tree_and_are_not_deduplicate
     assert child.unique_key is None
     run_queued()
     assert Task.objects.get(pk=child.pk).status == Task.STATUS_SUCCESS
+
+
+def test_one_call_spelled_three_ways_gets_one_key():
+    # Bound to the function's parameters, defaults applied, before hashing.
+    first = ct.unique_with_default.delay("k1")
+    assert ct.unique_with_default.delay(key="k1").pk == first.pk
+    assert ct.unique_with_default.delay("k1", flag=False).pk == first.pk
+    assert ct.unique_with_default.delay("k1", True).pk != first.pk
+    assert Task.objects.filter(func_name=ct.unique_with_default.name).count() == 2
+
+
+def test_a_function_with_star_args_and_star_star_kwargs_keys_what_it_receives():
+    first = ct.unique_any.delay("a", "b", mode=1)
+    assert ct.unique_any.delay("a", "b", mode=1).pk == first.pk
+    assert ct.unique_any.delay("a", mode=1).pk != first.pk
+    assert ct.unique_any.delay("a", "b").pk != first.pk
+
+
+def test_a_call_the_function_cannot_take_is_refused_at_delay_with_nothing_written():
+    with pytest.raises(InvalidTaskOption, match="missing a required argument: 'key'"):
+        ct.unique_with_default.delay()
+    with pytest.raises(InvalidTaskOption, match="unexpected keyword argument 'kee'"):
+        ct.unique_with_default.delay(kee="k1")
+    assert not Task.objects.exists()
+
+
+def test_a_call_made_positionally_in_full_keeps_the_key_it_had_before_calls_were_bound():
+    # Tasks queued before the upgrade hold keys hashed from [args, kwargs] as
+    # given: the same call after it must find them.
+    import hashlib
+    import json
+
+    before = hashlib.sha256(json.dumps([["k1", True], {}], sort_keys=True).encode()).hexdigest()
+    task = ct.unique_with_default.delay("k1", True)
+    assert task.unique_key == f"{ct.unique_with_default.name}:{before}"
+
+
+def test_a_unique_task_takes_dict_keys_of_mixed_types_and_refuses_colliding_ones():
+    # A TypeError from sorting the keys before; now keyed as stored, as JSON.
+    first = ct.unique_note.delay({1: "a", "b": 2})
+    assert ct.unique_note.delay({"1": "a", "b": 2}).pk == first.pk
+    with pytest.raises(SerializationError, match="both '1'"):
+        ct.unique_note.delay({1: "a", "1": "b"})
+    assert Task.objects.count() == 1
