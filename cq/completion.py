@@ -8,6 +8,7 @@ complete, and finishing the parent goes on the same way upwards. `revoke()`
 locks a whole tree in that order too, deepest subtasks first (cq/revoking.py).
 """
 
+import itertools
 import logging
 from datetime import timedelta
 from functools import partial
@@ -224,4 +225,21 @@ def _store_logs(model, top_id):
             return
         logs.store(model, top_id)
     except Exception as exc:  # noqa: BLE001 - the outcome is committed; only lines are at stake
-        logger.warning("task log lines not stored top=%s error=%r", top_id, exc)
+        # An error, not a warning: lines a user wrote are gone. Numbered, so
+        # that whoever reads these lines sees how often it happens; the metrics
+        # view reads the database from the web process and cannot count them.
+        logger.error(
+            "task log lines not stored top=%s failures_in_this_process=%s error=%r%s",
+            top_id,
+            next(_failed_log_stores),
+            exc,
+            LOCKED_HINT if "database is locked" in str(exc) else "",
+        )
+
+
+# Log stores that failed in this process since it started.
+_failed_log_stores = itertools.count(1)
+LOCKED_HINT = (
+    " hint=SQLite needs WAL and transaction_mode IMMEDIATE under concurrent writers "
+    "(system check cq.W008, docs/settings.md)"
+)

@@ -1,11 +1,13 @@
 """Task logs: buffered under the top-level task, stored on its row when the tree is done."""
 
+import contextlib
 import logging
 
 import pytest
+from django.db import connection
 from django.test import override_settings
 
-from cq import logs
+from cq import completion, logs
 from cq.execution import run_task
 from cq.models import Task
 from cq.running import RunningTask
@@ -108,3 +110,48 @@ def test_a_plain_task_that_never_logs_stores_no_lines():
     run_task(task.pk)
     task.refresh_from_db()
     assert task.logs == []
+
+
+@contextlib.contextmanager
+def row_locked_elsewhere(task):
+    """Another connection holds the lock that storing `task`'s logs needs (the
+    row on PostgreSQL, the whole file on SQLite), and this one gives up after
+    0.3 s instead of its configured 30: "database is locked" or PostgreSQL's
+    lock timeout, as a busy database gives them."""
+    other = connection.get_new_connection(connection.get_connection_params())
+    try:
+        if connection.vendor == "sqlite":
+            other.isolation_level = None
+            other.execute("BEGIN IMMEDIATE")
+            setting = "PRAGMA busy_timeout = 300"
+        else:
+            other.execute("SELECT 1 FROM cq_task WHERE id = %s FOR UPDATE", [task.pk])
+            setting = "SET lock_timeout = '300ms'"
+        with connection.cursor() as cursor:
+            cursor.execute(setting)
+        yield
+    finally:
+        other.rollback()
+        other.close()
+        connection.close()  # the next test gets this connection's usual timeouts
+
+
+def test_log_lines_that_cannot_be_stored_are_an_error_counted_by_the_worker(caplog):
+    task = tasks.add.delay(1, 2)
+    run_queued()
+    line = logs.make_line(Task.objects.get(pk=task.pk), "kept in the cache", logging.INFO)
+    logs._buffer(task.pk, [line])
+    with row_locked_elsewhere(task), caplog.at_level(logging.WARNING, logger="cq.completion"):
+        completion._store_logs(Task, task.pk)
+        completion._store_logs(Task, task.pk)
+    failures = [r for r in caplog.records if "log lines not stored" in r.getMessage()]
+    assert [r.levelno for r in failures] == [logging.ERROR, logging.ERROR]
+    first, second = (int(r.args[1]) for r in failures)
+    assert second == first + 1
+    if connection.vendor == "sqlite":
+        assert "database is locked" in failures[0].getMessage()
+        assert "cq.W008" in failures[0].getMessage()
+    # A failed store leaves the lines in the cache, untouched: a store that
+    # can take the lock still finds them.
+    completion._store_logs(Task, task.pk)
+    assert messages(Task.objects.get(pk=task.pk).logs) == ["kept in the cache"]

@@ -1,6 +1,7 @@
 """System checks on the Redis and cache settings cq relies on, and on cq's own."""
 
 import copy
+import sqlite3
 
 import pytest
 from django.conf import settings
@@ -10,7 +11,9 @@ from cq.checks import (
     check_cache_is_shared,
     check_cache_timeout,
     check_channel_layer,
+    check_sqlite_locking,
     check_unknown_settings,
+    sqlite_locking_problems,
 )
 
 
@@ -121,3 +124,65 @@ def test_w006_names_an_unknown_cq_setting_and_the_closest_known_one():
 
 def test_w006_is_quiet_about_the_suites_own_settings():
     assert check_unknown_settings(None) == []
+
+
+def sqlite_file(path, journal_mode):
+    with sqlite3.connect(path) as connection:
+        connection.execute(f"PRAGMA journal_mode={journal_mode}")
+        connection.execute("CREATE TABLE t (x)")
+    connection.close()
+    return str(path)
+
+
+WAL = "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+
+
+@pytest.mark.parametrize(
+    "options, missing",
+    [
+        ({"timeout": 30}, ["WAL journal mode", "IMMEDIATE"]),
+        ({"timeout": 30, "init_command": WAL}, ["IMMEDIATE"]),
+        ({"transaction_mode": "IMMEDIATE"}, ["WAL journal mode"]),
+        ({"transaction_mode": "DEFERRED", "init_command": WAL}, ["IMMEDIATE"]),
+    ],
+)
+def test_w008_flags_sqlite_without_wal_or_immediate_transactions(tmp_path, options, missing):
+    config = {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": sqlite_file(tmp_path / "db.sqlite3", "DELETE"),
+        "OPTIONS": options,
+    }
+    [warning] = sqlite_locking_problems("default", config)
+    assert warning.id == "cq.W008" and "'default'" in warning.msg
+    assert all(what in warning.msg for what in missing), warning.msg
+    assert "transaction_mode" in warning.hint and "journal_mode=WAL" in warning.hint
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"transaction_mode": "IMMEDIATE", "init_command": WAL},
+        {"transaction_mode": "immediate", "init_command": "pragma JOURNAL_MODE = 'wal'"},
+    ],
+)
+def test_w008_accepts_wal_and_immediate_however_they_are_spelled(tmp_path, options):
+    config = {"ENGINE": "django.db.backends.sqlite3", "NAME": str(tmp_path / "new.sqlite3")}
+    assert sqlite_locking_problems("default", {**config, "OPTIONS": options}) == []
+
+
+def test_w008_reads_a_file_already_in_wal_mode_without_touching_it(tmp_path):
+    # WAL persists in the file: a database converted once needs no init_command.
+    name = sqlite_file(tmp_path / "wal.sqlite3", "WAL")
+    before = sorted(tmp_path.iterdir())
+    config = {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": name,
+        "OPTIONS": {"transaction_mode": "IMMEDIATE"},
+    }
+    assert sqlite_locking_problems("default", config) == []
+    assert sorted(tmp_path.iterdir()) == before  # no -wal, -shm or new file
+
+
+def test_w008_leaves_other_databases_and_the_suites_own_alone():
+    assert sqlite_locking_problems("default", {"ENGINE": "django.db.backends.postgresql"}) == []
+    assert check_sqlite_locking(None) == []  # both lanes of the suite use WAL + IMMEDIATE
