@@ -30,7 +30,6 @@ NO_REDIS ?= redis://127.0.0.1:1
 CHANNELS_REDIS_OLDEST ?= channels-redis==4.3.0
 CHANNELS_REDIS_NEWEST ?= channels-redis>=4.3,<5
 CONTRACT_VENVS := .venv-contract-oldest .venv-contract-newest
-CONTRACT_SUFFIX ?= $(or $(CQ_TEST_SUFFIX),contract)
 
 .PHONY: demo lint typecheck docs test test-postgres test-sqlite test-unit test-integration test-e2e \
 	test-django6 test-py313 test-contract bench bench-scale venv clean
@@ -60,14 +59,18 @@ typecheck: venv
 docs: venv
 	$(BIN)/mkdocs build --strict --quiet --site-dir site
 
-test: lint typecheck docs
+# The lanes run side by side (tests/lanes.py; README.md, "Tests", says why these).
+# A lane whose interpreter is missing is reported as skipped.
+LANE_VENVS := $(BIN)/.installed $(if $(PYTHON312),$(BIN6)/.installed) \
+	$(if $(PYTHON313),$(BIN313)/.installed) $(addsuffix /.installed,$(CONTRACT_VENVS))
+LANES = $(BIN)/python -m tests.lanes --python py311=$(BIN)/python \
+	--python py312=$(if $(PYTHON312),$(BIN6)/python) --python py313=$(if $(PYTHON313),$(BIN313)/python) \
+	--python contract-oldest=.venv-contract-oldest/bin/python \
+	--python contract-newest=.venv-contract-newest/bin/python
+
+test: lint typecheck docs $(LANE_VENVS)
 	CQ_TEST_DB=sqlite $(BIN)/python -m django makemigrations --check --dry-run --settings=tests.settings
-	CQ_TEST_DB=sqlite CQ_TEST_REDIS=$(NO_REDIS) $(BIN)/python -m pytest -q tests/unit
-	CQ_TEST_DB=postgres $(BIN)/python -m pytest $(PYTEST_ARGS)
-	CQ_TEST_DB=sqlite $(BIN)/python -m pytest $(PYTEST_ARGS)
-	$(MAKE) test-django6
-	$(MAKE) test-py313
-	$(MAKE) test-contract
+	$(LANES) $(if $(PYTEST_ARGS),-- $(PYTEST_ARGS))
 
 $(BIN6)/.installed: setup.py pyproject.toml
 	$(PYTHON312) -m venv $(VENV6)
@@ -75,13 +78,8 @@ $(BIN6)/.installed: setup.py pyproject.toml
 	$(BIN6)/pip install --quiet "Django>=6.0,<7" -e ".[test]"
 	touch $@
 
-test-django6:
-ifeq ($(PYTHON312),)
-	@echo "test-django6: no Python 3.12 found (set PYTHON312=...); Django 6 run skipped"
-else
-	$(MAKE) $(BIN6)/.installed
-	CQ_TEST_DB=postgres CQ_TEST_SUFFIX=$(CQ_TEST_SUFFIX)dj6 $(BIN6)/python -m pytest $(PYTEST_ARGS)
-endif
+test-django6: $(if $(PYTHON312),$(BIN6)/.installed)
+	$(LANES) --only py3.12-django6-postgres $(if $(PYTEST_ARGS),-- $(PYTEST_ARGS))
 
 # The matrix is Python 3.11-3.13 x Django 5.2 and 6.x x PostgreSQL and SQLite
 # (tox.ini has all of it: 14 suites, about 90 minutes here). `make test` runs the
@@ -104,13 +102,8 @@ $(BIN313)/.installed: setup.py pyproject.toml
 	$(BIN313)/pip install --quiet "Django>=6.0,<7" -e ".[test]"
 	touch $@
 
-test-py313:
-ifeq ($(PYTHON313),)
-	@echo "test-py313: no Python 3.13 found (set PYTHON313=...); Python 3.13 run skipped"
-else
-	$(MAKE) $(BIN313)/.installed
-	CQ_TEST_DB=sqlite CQ_TEST_SUFFIX=$(CQ_TEST_SUFFIX)py313 $(BIN313)/python -m pytest $(PYTEST_ARGS)
-endif
+test-py313: $(if $(PYTHON313),$(BIN313)/.installed)
+	$(LANES) --only py3.13-django6-sqlite $(if $(PYTEST_ARGS),-- $(PYTEST_ARGS))
 
 .venv-contract-oldest/.installed: setup.py pyproject.toml
 	$(PYTHON) -m venv .venv-contract-oldest
@@ -124,11 +117,7 @@ endif
 
 # Fast: one file, on SQLite, per channels-redis version.
 test-contract: $(addsuffix /.installed,$(CONTRACT_VENVS))
-	for venv in $(CONTRACT_VENVS); do \
-		$$venv/bin/python -c "import importlib.metadata as m; print('$$venv: channels-redis', m.version('channels-redis'))" && \
-		CQ_TEST_DB=sqlite CQ_TEST_SUFFIX=$(CONTRACT_SUFFIX) $$venv/bin/python -m pytest -q \
-			tests/integration/test_channels_redis_contract.py || exit 1; \
-	done
+	$(LANES) --only channels-redis-oldest,channels-redis-newest
 
 test-postgres: venv
 	CQ_TEST_DB=postgres $(BIN)/python -m pytest $(PYTEST_ARGS)

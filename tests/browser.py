@@ -12,6 +12,7 @@ from pathlib import Path
 
 from django.db import connection
 
+from tests.faults import free_port
 from tests.helpers import ROOT
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -24,7 +25,7 @@ class DaphneServer:
     """`daphne tests.live_asgi:application` on a free port of 127.0.0.1."""
 
     def __init__(self):
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = ARTIFACTS / f"daphne-{os.getpid()}.log"
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -101,9 +102,3 @@ def screenshot(driver, name):
     path = ARTIFACTS / f"{name}.png"
     driver.save_screenshot(str(path))
     return path
-
-
-def _free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]

@@ -2,6 +2,8 @@
 of them to fail over, a TCP proxy to cut the database or to freeze Redis
 (connections left open that forward nothing)."""
 
+import itertools
+import os
 import socket
 import subprocess
 import tempfile
@@ -11,10 +13,30 @@ from pathlib import Path
 
 import redis
 
+# Lanes run side by side (tests/lanes.py): each takes its servers' ports from a
+# range of its own, below the kernel's ephemeral ports (32768 and up), so two
+# lanes never pick the same free port, and none is picked by an outgoing
+# connection meanwhile. Alone (CQ_TEST_PORT_BASE unset), the kernel picks.
+_PORT_BASE = int(os.environ.get("CQ_TEST_PORT_BASE", "0"))
+_ports = itertools.count(_PORT_BASE)
+
 
 def free_port():
+    """A port of 127.0.0.1 that nothing listens on, for a server the test starts."""
+    if not _PORT_BASE:
+        return _bound_port(0)
+    for port in _ports:
+        if port >= _PORT_BASE + 1000:
+            raise RuntimeError(f"no free port left in {_PORT_BASE}-{_PORT_BASE + 999}")
+        try:
+            return _bound_port(port)
+        except OSError:
+            continue
+
+
+def _bound_port(port):
     with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
+        probe.bind(("127.0.0.1", port))
         return probe.getsockname()[1]
 
 

@@ -2,6 +2,8 @@
 conftest.py imports the ones it needs, so that tests/unit runs without Redis."""
 
 import copy
+import fcntl
+import os
 from types import SimpleNamespace
 
 import pytest
@@ -12,6 +14,24 @@ from django.test import override_settings
 from cq.doorbell import doorbell
 from tests.faults import RedisServer
 from tests.helpers import WorkerProcess, channel_layers
+
+
+@pytest.fixture(autouse=True)
+def heavy_turn(request):
+    """Tests marked `heavy` (many worker processes, thousands of tasks, a
+    browser) take turns across the lanes that tests/lanes.py runs side by side,
+    through a file lock it names: one such test at a time on the machine, so
+    the others' waits hold on two cores. Alone, a lane takes no lock."""
+    path = os.environ.get("CQ_TEST_HEAVY_LOCK")
+    if not path or request.node.get_closest_marker("heavy") is None:
+        yield
+        return
+    with open(path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from tests.fixtures import (  # noqa: F401
     clean_redis,
+    heavy_turn,
     private_redis,
     redis_client,
     start_worker,

@@ -13,6 +13,7 @@ from tests.helpers import statuses, unfinished, wait_until
 pytestmark = pytest.mark.slow
 
 
+@pytest.mark.heavy
 def test_two_hundred_sleeping_coroutines_overlap_on_one_worker(start_worker):
     start_worker("--concurrency", "50")
     # A first task: the worker is up and has imported its tasks before the clock starts.

@@ -96,6 +96,7 @@ OF_LIMIT = {
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_quick_bench_prints_every_row_and_cleans_up(transactional_db):
     marker = uuid.uuid4().hex
     bench = bench_process(
@@ -130,6 +131,7 @@ def test_quick_bench_prints_every_row_and_cleans_up(transactional_db):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_scaling_curve_prints_rate_and_cpu_per_task_for_each_worker_count(transactional_db):
     marker = uuid.uuid4().hex
     bench = bench_process(
@@ -165,6 +167,7 @@ def test_scaling_curve_prints_rate_and_cpu_per_task_for_each_worker_count(transa
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_interrupted_bench_stops_its_workers_and_removes_its_rows(transactional_db):
     marker = uuid.uuid4().hex
     bench = bench_process(

@@ -16,6 +16,7 @@ from tests.live import make_user
 pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.slow,
+    pytest.mark.heavy,
     pytest.mark.skipif(
         not (CHROMIUM and CHROMEDRIVER),
         reason="no chromium/chromedriver: apt-get install chromium chromium-driver (.ci/run does)",

@@ -64,6 +64,7 @@ def test_an_idle_worker_of_a_queue_is_woken_for_it_at_once(start_worker):
     assert worker.process.poll() is None
 
 
+@pytest.mark.heavy
 def test_two_workers_of_eight_slots_run_5000_tasks_each_exactly_once(start_worker):
     for _ in range(2):
         start_worker("--concurrency", "8")
@@ -77,6 +78,7 @@ def test_two_workers_of_eight_slots_run_5000_tasks_each_exactly_once(start_worke
     assert runs.count() == 5000 and {row["runs"] for row in runs} == {1}, "one run per task"
 
 
+@pytest.mark.heavy
 def test_kill_9_mid_batch_leaves_no_task_running_and_none_ran_twice(start_worker):
     victim = start_worker("--concurrency", "4", env=FAST)
     queued = tasks.record_run.delay_many([(str(n),) for n in range(3000)])

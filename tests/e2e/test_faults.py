@@ -129,6 +129,7 @@ def test_delay_while_redis_is_down_commits_and_runs_once_redis_is_back(start_wor
     assert Note.objects.filter(text="redis was down").count() == 1
 
 
+@pytest.mark.heavy
 def test_backlog_far_beyond_channel_capacity_completes_with_redis_bounded(
     start_worker, redis_client
 ):

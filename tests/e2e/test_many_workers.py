@@ -36,6 +36,7 @@ from tests.helpers import ROOT, WorkerProcess, process_env, statuses, wait_until
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.heavy,
     pytest.mark.skipif(
         os.environ.get("CQ_TEST_DB", "postgres") != "postgres",
         reason="PostgreSQL only: SQLite serialises every writer on one file, so 16 worker "

@@ -3,10 +3,14 @@
 With either option `runworker` stays a parent that keeps its process id and
 runs the worker as a child, a new one each time the last recycled."""
 
+import os
 import signal
 from collections import Counter
+from pathlib import Path
 
 import pytest
+import redis
+from django.conf import settings
 
 from cq.models import Task
 from cq.recycling import EXIT_RECYCLE
@@ -117,18 +121,46 @@ def test_a_worker_exits_with_the_recycling_status_the_parent_sees(start_worker):
     pid = running_worker_pid([task.pk])
     assert pid == worker.pid
     # A terminate published before the worker's listener subscribed is caught
-    # up from the rows as a plain cancel: revoke once it listens.
-    wait_until(cancel_listeners, 20, message="the worker listens for cancels")
+    # up from the rows as a plain cancel: revoke once it listens. Its own
+    # subscription, not any: counting the channel's subscribers let a leftover
+    # one (of an earlier test's process) pass for it, and the terminate was
+    # then published too early and became a cancel the sleeping task ignored.
+    wait_until(lambda: subscribed(worker.pid), 20, message="the worker listens for cancels")
     task.revoke(terminate=True)
     assert worker.wait(20) == EXIT_RECYCLE, worker.output()
     assert Task.objects.get(pk=task.pk).status == Task.STATUS_REVOKED
 
 
-def cancel_listeners():
-    from channels.layers import get_channel_layer
+def subscribed(pid):
+    """Whether process `pid` holds a Redis connection subscribed to a channel:
+    the local ports of its TCP sockets, matched with CLIENT LIST's `addr`."""
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    try:
+        ports = {
+            int(entry["addr"].rsplit(":", 1)[1])
+            for entry in client.client_list()
+            if int(entry.get("sub", 0)) > 0
+        }
+    finally:
+        client.close()
+    return bool(ports & local_ports(pid))
 
-    from cq import cancelling, transport
 
-    layer = get_channel_layer()
-    [(_, count)] = transport.sync_clients(layer)[0].pubsub_numsub(cancelling.channel(layer))
-    return count
+def local_ports(pid):
+    """The local ports of process `pid`'s TCP sockets (from /proc: its socket
+    inodes, looked up in its network namespace's table)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue  # closed meanwhile
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    ports = set()
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[9] in inodes:
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports

@@ -28,7 +28,7 @@ from tests.app.models import Note
 from tests.faults import SentinelCluster
 from tests.helpers import FAST, channel_layers, errors, refreshed, statuses, unfinished, wait_until
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.heavy]
 
 WORKERS = 2
 # A producer's pause between two `.delay()` calls.

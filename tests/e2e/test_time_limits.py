@@ -108,6 +108,7 @@ def alive(pid):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_what_a_time_limit_costs_a_task(start_worker):
     """Prints tasks/s of one worker with and without a time limit (a fork each)."""
     start_worker()
