@@ -10,6 +10,7 @@ from cq.checks import (
     check_cache_is_shared,
     check_cache_timeout,
     check_channel_layer,
+    check_outage_poll_interval,
     check_unknown_settings,
 )
 
@@ -121,3 +122,17 @@ def test_w006_names_an_unknown_cq_setting_and_the_closest_known_one():
 
 def test_w006_is_quiet_about_the_suites_own_settings():
     assert check_unknown_settings(None) == []
+
+
+@pytest.mark.parametrize("value", [0, -1, "1", True])
+def test_e003_names_an_outage_poll_interval_that_is_not_a_positive_number(value):
+    with override_settings(CQ_OUTAGE_POLL_INTERVAL=value):
+        [error] = check_outage_poll_interval(None)
+    assert error.id == "cq.E003"
+    assert error.msg.startswith(f"CQ_OUTAGE_POLL_INTERVAL is {value!r};")
+
+
+@pytest.mark.parametrize("value", [None, 0.5, 2])
+def test_e003_accepts_a_positive_outage_poll_interval_or_none(value):
+    with override_settings(CQ_OUTAGE_POLL_INTERVAL=value):
+        assert check_outage_poll_interval(None) == []
