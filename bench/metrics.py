@@ -81,14 +81,15 @@ def wait_done(count, deadline, workers=()):
 class PrivateRedis:
     """A throw-away `redis-server` on a free loopback port, stopped by `stop()`."""
 
-    def __init__(self):
+    def __init__(self, port=None):
         binary = shutil.which("redis-server")
         if binary is None:
             raise FileNotFoundError(
                 "redis-server is not on PATH; give --metrics-redis URL "
                 "(a Redis that is not the channel layer's)"
             )
-        self.port = _free_port()
+        # A port given: a restart of a server that was stopped (outage bench).
+        self.port = port or _free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process = subprocess.Popen(
             [
@@ -120,6 +121,12 @@ class PrivateRedis:
                 probe.close()
         self.stop()
         raise RuntimeError(f"private metrics redis-server did not start on port {self.port}")
+
+    def kill(self):
+        """Stop at once, as a crashed server: no shutdown, connections reset."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(5)
 
     def stop(self):
         if self.process.poll() is None:

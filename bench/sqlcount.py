@@ -9,7 +9,9 @@ Not seen here: statements the driver issues by itself (the PRAGMAs of
 transactions.
 """
 
+import os
 import threading
+import time
 from collections import Counter
 
 from django.db import connections
@@ -19,6 +21,9 @@ from . import metrics
 
 # Worker processes count when this environment variable is set.
 ENV = "CQ_BENCH_COUNT_SQL"
+# ... and publish their running totals every second under this hash name
+# (one hash per process, `name:pid`), so a bench can take deltas over a window.
+LIVE_ENV = "CQ_BENCH_SQL_LIVE"
 
 
 class SQLCounter:
@@ -52,6 +57,21 @@ class SQLCounter:
                 pipe.hincrby(metrics.key(hash_name), name, value)
             pipe.execute()
 
+    def publish_every(self, hash_name, seconds=1.0):
+        """From a daemon thread, keep this process's running totals in the
+        hash `hash_name:pid` on the metrics Redis (see `live_totals`)."""
+
+        def publish():
+            while True:
+                counts = self.snapshot()
+                if counts:
+                    metrics.client().hset(
+                        metrics.key(f"{hash_name}:{os.getpid()}"), mapping=dict(counts)
+                    )
+                time.sleep(seconds)
+
+        threading.Thread(target=publish, name="cq-bench-sql", daemon=True).start()
+
     def _on_connection_created(self, sender, connection, **kwargs):
         self._watch(connection)
 
@@ -81,3 +101,9 @@ class SQLCounter:
         with self._lock:
             for name in names:
                 self.counts[name] += 1
+
+
+def live_totals(hash_name, pid):
+    """The running totals that worker `pid` last published (empty before its first)."""
+    totals = metrics.client().hgetall(metrics.key(f"{hash_name}:{pid}"))
+    return Counter({name.decode(): int(value) for name, value in totals.items()})

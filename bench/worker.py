@@ -4,7 +4,8 @@
 SIGALRM ends the process after SECONDS whatever happens to the bench (even
 `kill -9`), so no worker outlives the bench's time bound. With
 CQ_BENCH_COUNT_SQL set, the worker counts its SQL and adds the counts to the
-metrics Redis when it stops.
+metrics Redis when it stops; with CQ_BENCH_SQL_LIVE set, it publishes its
+running totals there every second (bench.sqlcount.live_totals).
 """
 
 import os
@@ -24,13 +25,16 @@ def main(argv):
     from cq.conf import settings as cq_settings
 
     from . import tasks  # noqa: F401  (registers the no-op task)
-    from .sqlcount import ENV, SQLCounter
+    from .sqlcount import ENV, LIVE_ENV, SQLCounter
 
-    counter = SQLCounter().install() if os.environ.get(ENV) else None
+    live = os.environ.get(LIVE_ENV)
+    counter = SQLCounter().install() if os.environ.get(ENV) or live else None
+    if counter is not None and live:
+        counter.publish_every(live)
     try:
         ManagementUtility(["runworker", "runworker", cq_settings.CHANNEL, *options]).execute()
     finally:
-        if counter is not None:
+        if counter is not None and os.environ.get(ENV):
             counter.report(os.environ[ENV])
 
 

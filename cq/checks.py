@@ -254,3 +254,23 @@ def _is_wal(name) -> bool:
     except OSError:  # not created yet: `migrate` makes it, with the init_command's mode
         return False
     return header.startswith(b"SQLite format 3\x00") and header[18:20] == b"\x02\x02"
+
+
+@checks.register()
+def check_outage_poll_interval(app_configs, **kwargs):
+    # Read by every worker as a number of seconds to sleep: a string or a
+    # negative value would only fail once Redis is down, when it is needed.
+    value = cq_settings.OUTAGE_POLL_INTERVAL
+    if value is None or (
+        isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+    ):
+        return []
+    return [
+        checks.Error(
+            f"CQ_OUTAGE_POLL_INTERVAL is {value!r}; it must be a positive number of seconds "
+            "or None.",
+            hint="Use the default 1.0 (a claim per second per idle worker while Redis is "
+            "down), or None to wait for Redis instead.",
+            id="cq.E003",
+        )
+    ]

@@ -34,6 +34,10 @@ DEFAULTS = {
     # crashed host, a partition) otherwise hangs until TCP keepalive gives up,
     # hours later; on the deadline the connection is dropped and replaced.
     "REDIS_TIMEOUT": 5.0,
+    # Seconds between two claims from the table by a worker whose channel
+    # layer is unreachable (no doorbell can ring), jittered by ±25 % so that a
+    # fleet's claims spread out; None: no polling, tasks wait for Redis.
+    "OUTAGE_POLL_INTERVAL": 1.0,
     # Seconds the outcomes of quick atomic tasks may wait to be committed
     # together (one transaction, one statement for several; 0 turns grouping
     # off). A worker groups only tasks that its recent runs show to be quick.

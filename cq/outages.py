@@ -5,10 +5,12 @@ import time
 
 
 class OutageLog:
-    def __init__(self, logger, what, consequence):
+    def __init__(self, logger, what, consequence, recovery=""):
         self.logger = logger
         self.what = what
         self.consequence = consequence
+        # What resumes when it answers again, said in the same line.
+        self.recovery = recovery
         self.down = False
 
     def failed(self, exc):
@@ -18,7 +20,10 @@ class OutageLog:
 
     def succeeded(self):
         if self.down:
-            self.logger.warning("%s reachable again", self.what)
+            if self.recovery:
+                self.logger.warning("%s reachable again, %s", self.what, self.recovery)
+            else:
+                self.logger.warning("%s reachable again", self.what)
         self.down = False
 
 

@@ -10,13 +10,17 @@ RUNNING, for recovery. SIGTERM/SIGINT stop claiming, let running tasks
 finish, hand back what was claimed but not started, and exit 0.
 
 A worker rides out outages: an unreachable Redis or database makes it log,
-back off and retry, never exit. Its heartbeat comes from a thread of its own,
-so busy task threads and slow housekeeping never make it look dead.
+back off and retry, never exit. While its channel layer is unreachable no
+doorbell can ring, so it claims due rows from the table on a jittered poll
+(CQ_OUTAGE_POLL_INTERVAL) instead: a Redis outage delays tasks by about that
+interval rather than stopping them. Its heartbeat comes from a thread of its
+own, so busy task threads and slow housekeeping never make it look dead.
 """
 
 import asyncio
 import logging
 import os
+import random
 import signal
 import socket
 import threading
@@ -34,6 +38,7 @@ from .conf import settings as cq_settings
 from .consumers import task_id_of
 from .doorbell import doorbell
 from .exceptions import ConfigurationError
+from .outages import OutageLog
 from .queues import DEFAULT_QUEUE, channel_for, check_queue
 from .recycling import Recycler
 from .slots import Slots
@@ -48,6 +53,8 @@ MAX_BACKOFF = 5.0
 DISCARD_INTERVAL = 0.2
 # Most doorbells popped at once.
 POP_MAX = 1000
+# How far each outage poll strays from CQ_OUTAGE_POLL_INTERVAL, either way.
+POLL_JITTER = 0.25
 
 
 class Worker:
@@ -90,6 +97,17 @@ class Worker:
         # When the channel layer stopped answering this worker (None: it
         # answers); the heartbeat stores it for cq_status.
         self.channel_down_since = None
+        self._poll_interval = cq_settings.OUTAGE_POLL_INTERVAL
+        self._channel = OutageLog(
+            logger,
+            "channel layer",
+            (
+                f"claiming due tasks from the table every {self._poll_interval:g}s"
+                if self._poll_interval
+                else "tasks wait for it (CQ_OUTAGE_POLL_INTERVAL is off)"
+            ),
+            recovery="back to doorbells",
+        )
         # Since when every heartbeat succeeded (None after a failure), and the
         # last success: see heartbeat_steady().
         self._beating_since = None
@@ -175,6 +193,8 @@ class Worker:
             asyncio.create_task(self._heartbeat(beats)),
             asyncio.create_task(self._housekeeping(chores)),
         ]
+        if self._poll_interval:
+            background.append(asyncio.create_task(self._poll_while_deaf()))
         logger.info(
             "worker started name=%s queues=%s concurrency=%s",
             self.name,
@@ -218,6 +238,30 @@ class Worker:
                     if messages:
                         self._wake(messages)
 
+    def _channel_failed(self, exc, attempt):
+        if self.channel_down_since is None:
+            # The heartbeat reports it (cq_status): since the first failed attempt.
+            self.channel_down_since = attempt
+            self._channel.failed(exc)
+            # A task may have been queued just as Redis went: claim at once,
+            # not a poll interval later.
+            if self._poll_interval:
+                self.slots.wake()
+
+    async def _poll_while_deaf(self):
+        """While the channel layer is unreachable, no doorbell rings, yet the
+        table may hold due rows (queued meanwhile, released by housekeeping,
+        handed back by a stopping worker): wake the slots now and then, and
+        they claim as after a doorbell, in one statement for every idle slot.
+        Only slots that wait for work are woken (busy ones claim by
+        themselves after each group), so a busy worker polls nothing, and the
+        jitter spreads the claims of many workers that lost Redis at once."""
+        while True:
+            spread = random.uniform(1 - POLL_JITTER, 1 + POLL_JITTER)
+            await asyncio.sleep(self._poll_interval * spread)
+            if self.channel_down_since is not None and self.slots.hungry:
+                self.slots.wake()
+
     def _wake(self, messages):
         self.last_message = time.monotonic()
         for message in messages:
@@ -236,12 +280,12 @@ class Worker:
                 logger.warning(
                     "channel layer receive failed, retrying in %.1fs error=%r", backoff, exc
                 )
-                # The heartbeat reports it (cq_status): since the first failed attempt.
-                self.channel_down_since = self.channel_down_since or attempt
+                self._channel_failed(exc, attempt)
                 await self._sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
                 continue
             self.channel_down_since = None
+            self._channel.succeeded()
             if self._stopping.is_set():
                 await self._give_back(messages)
                 return []

@@ -12,6 +12,7 @@ from cq.checks import (
     check_cache_timeout,
     check_channel_layer,
     check_sqlite_locking,
+    check_outage_poll_interval,
     check_unknown_settings,
     sqlite_locking_problems,
 )
@@ -186,3 +187,17 @@ def test_w008_reads_a_file_already_in_wal_mode_without_touching_it(tmp_path):
 def test_w008_leaves_other_databases_and_the_suites_own_alone():
     assert sqlite_locking_problems("default", {"ENGINE": "django.db.backends.postgresql"}) == []
     assert check_sqlite_locking(None) == []  # both lanes of the suite use WAL + IMMEDIATE
+
+
+@pytest.mark.parametrize("value", [0, -1, "1", True])
+def test_e003_names_an_outage_poll_interval_that_is_not_a_positive_number(value):
+    with override_settings(CQ_OUTAGE_POLL_INTERVAL=value):
+        [error] = check_outage_poll_interval(None)
+    assert error.id == "cq.E003"
+    assert error.msg.startswith(f"CQ_OUTAGE_POLL_INTERVAL is {value!r};")
+
+
+@pytest.mark.parametrize("value", [None, 0.5, 2])
+def test_e003_accepts_a_positive_outage_poll_interval_or_none(value):
+    with override_settings(CQ_OUTAGE_POLL_INTERVAL=value):
+        assert check_outage_poll_interval(None) == []
