@@ -274,3 +274,51 @@ def check_outage_poll_interval(app_configs, **kwargs):
             id="cq.E003",
         )
     ]
+
+
+@checks.register()
+def check_live_allowed_origins(app_configs, **kwargs):
+    from .live import origins
+
+    configured = cq_settings.LIVE_ALLOWED_ORIGINS
+    if configured is not None and not isinstance(configured, list | tuple):
+        # A bare string would be read one character at a time.
+        problems = [f"it is {configured!r}, not a list"]
+    else:
+        problems = [p for p in map(origins.pattern_problem, configured or ()) if p]
+    if problems:
+        return [
+            checks.Error(
+                f"CQ_LIVE_ALLOWED_ORIGINS cannot be used: {'; '.join(problems)}.",
+                hint='List the origins of your pages, e.g. ["https://shop.example.com"], '
+                'or host patterns as in ALLOWED_HOSTS (".example.com"); None uses ALLOWED_HOSTS.',
+                id="cq.E010",
+            )
+        ]
+    if "*" in origins.allowed_origins() and not settings.DEBUG:
+        source = "ALLOWED_HOSTS" if configured is None else "CQ_LIVE_ALLOWED_ORIGINS"
+        return [
+            checks.Warning(
+                f"{source} has '*': cq.live's WebSockets accept a handshake from any "
+                "site's page, which the browser makes with the user's session cookie.",
+                hint="Set CQ_LIVE_ALLOWED_ORIGINS to your pages' origins, e.g. "
+                '["https://shop.example.com"].',
+                id="cq.W010",
+            )
+        ]
+    return []
+
+
+@checks.register()
+def check_live_recheck_interval(app_configs, **kwargs):
+    interval = cq_settings.LIVE_RECHECK_INTERVAL
+    if isinstance(interval, int | float) and not isinstance(interval, bool) and interval > 0:
+        return []
+    return [
+        checks.Error(
+            f"CQ_LIVE_RECHECK_INTERVAL is {interval!r}: a watcher who may no longer watch "
+            "would never be disconnected.",
+            hint="Give the seconds between two checks of a watcher's right: 5.0 is the default.",
+            id="cq.E011",
+        )
+    ]

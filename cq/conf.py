@@ -59,6 +59,15 @@ DEFAULTS = {
     # Dotted path of `fn(user, task) -> bool`, who may watch a task live (and
     # see it on app pages); empty: active staff users with the view permission.
     "LIVE_PERMISSION": "",
+    # Origins whose pages may open cq.live's WebSockets ("https://shop.example.com",
+    # or host patterns as in ALLOWED_HOSTS; "*": any); None: the hosts in
+    # ALLOWED_HOSTS. A browser sends the session cookie with a handshake from
+    # other sites too: the Origin is what tells them apart.
+    "LIVE_ALLOWED_ORIGINS": None,
+    # Seconds between two checks that a connected watcher may still watch (still
+    # logged in, still staff, CQ_LIVE_PERMISSION still agrees); one who may not
+    # is disconnected with close code 4403.
+    "LIVE_RECHECK_INTERVAL": 5.0,
     # Seconds between two updates of the admin's dashboard, pushed over its WebSocket.
     "DASHBOARD_INTERVAL": 2.0,
 }

@@ -98,16 +98,55 @@ def application():
 
 def session_cookie(user):
     """The Cookie header of a browser where `user` has logged in."""
+    return cookie_of(logged_in(user))
+
+
+def logged_in(user):
+    """A browser (a test Client) where `user` has logged in; its logout() ends
+    the session its WebSockets were opened with."""
     from django.test import Client
 
     client = Client()
     client.force_login(user)
+    return client
+
+
+def cookie_of(client):
+    """The Cookie header `client`'s WebSocket handshakes carry."""
     return [(b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode())]
+
+
+def group_members(group):
+    """The channels in a channel-layer group, as channels-redis stores them."""
+    import redis
+    from django.conf import settings
+
+    layer = get_channel_layer()
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    try:
+        return {member.decode() for member in client.zrange(layer._group_key(group), 0, -1)}
+    finally:
+        client.close()
 
 
 def user_named_owner(user, task):
     """A CQ_LIVE_PERMISSION rule of the app's own: only the user "owner"."""
     return user.is_authenticated and user.username == "owner"
+
+
+# Set in the cache, tells rule_that_breaks to raise.
+BREAK_RULE = "cq-test-live-rule-broken"
+
+
+def rule_that_breaks(user, task):
+    """A CQ_LIVE_PERMISSION rule that fails (a database down) once BREAK_RULE is set."""
+    from django.core.cache import cache
+
+    from cq.live.permissions import staff_with_view_permission
+
+    if cache.get(BREAK_RULE):
+        raise RuntimeError("the rule's database is down")
+    return staff_with_view_permission(user, task)
 
 
 def make_user(username, staff=False, *permissions):

@@ -9,12 +9,15 @@ django_asgi_app = get_asgi_application()  # sets Django up: import cq after it
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 import cq.live  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": ASGIStaticFilesHandler(django_asgi_app),
-        "websocket": AuthMiddlewareStack(URLRouter(cq.live.websocket_urlpatterns)),
+        "websocket": AllowedHostsOriginValidator(
+            AuthMiddlewareStack(URLRouter(cq.live.websocket_urlpatterns))
+        ),
     }
 )

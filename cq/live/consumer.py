@@ -2,7 +2,14 @@
 
 Route them with cq.live.websocket_urlpatterns (see docs/live.md):
 
-    "websocket": AuthMiddlewareStack(URLRouter(cq.live.websocket_urlpatterns)),
+    "websocket": AllowedHostsOriginValidator(
+        AuthMiddlewareStack(URLRouter(cq.live.websocket_urlpatterns))
+    ),
+
+The consumers guard themselves whatever the routing: a handshake from a page
+of another origin is refused (cq.live.origins), a watcher's right to watch is
+checked again every CQ_LIVE_RECHECK_INTERVAL seconds, and nothing the browser
+sends is read.
 
 A watcher joins the tree's group and marks itself as watching (workers
 publish only then: cq.live.watchers) before it reads the tree, so an event
@@ -11,22 +18,35 @@ either in the first message (the current state) or arrives after it.
 """
 
 import asyncio
+import logging
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from ..conf import settings as cq_settings
-from . import dashboard, permissions, watchers
+from . import dashboard, origins, permissions, watchers
 from .events import tree_group
 from .state import snapshot
 
+logger = logging.getLogger(__name__)
+
 # WebSocket close code of a refused watcher (4000-4999: the application's own).
 REFUSED = 4403
+# Close code when the right to watch could not be checked (the database is
+# down): the browser reconnects later and is judged again.
+UNCHECKED = 1011
 
 
 class LiveConsumer(AsyncJsonWebsocketConsumer):
-    # A task of this connection's own (a watcher's mark, the dashboard's figures).
-    background: asyncio.Future | None = None
+    # The channel-layer group this connection is in, if any.
+    group: str | None = None
+    closed = False
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # Tasks of this connection's own (a watcher's mark, the dashboard's
+        # figures, the permission re-check).
+        self.background: list[asyncio.Future] = []
 
     @property
     def channel_layer_alias(self):
@@ -36,15 +56,104 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         try:
             await super().__call__(scope, receive, send)
         finally:
-            # However the connection ends (its disconnect, or the server
-            # cancelling this consumer, as an ASGI server does with one slow to
-            # close), its background task ends with it: a watcher's mark left
-            # renewing would keep every worker publishing for nobody.
+            # However the connection ends (its disconnect, a handler's
+            # exception, or the server cancelling this consumer, as an ASGI
+            # server does with one slow to close), what it holds ends with it:
+            # a watcher's mark left renewing would keep every worker
+            # publishing for nobody, and a channel left in the tree's group
+            # (channels-redis keeps it for group_expiry, a day) would be sent
+            # every event of the tree.
             self.stop_background()
+            await self.leave_group()
+
+    async def websocket_connect(self, message):
+        # Before the consumer's own connect, so that no consumer of cq.live
+        # can forget it: the session cookie came with the handshake whatever
+        # page made it.
+        if not origins.allowed(self.scope):
+            logger.warning(
+                "live socket refused path=%s origin=%s (not in CQ_LIVE_ALLOWED_ORIGINS "
+                "or ALLOWED_HOSTS)",
+                self.scope.get("path"),
+                origins.origin_header(self.scope),
+            )
+            await self.close(code=REFUSED)
+            return
+        await super().websocket_connect(message)
+
+    async def websocket_receive(self, message):
+        # The sockets are one-way, server to browser: a frame is not even
+        # decoded (one that was not JSON crashed the consumer).
+        pass
+
+    async def send_json(self, content, close=False):
+        # Events already queued for this channel may arrive after a close,
+        # and an ASGI server may raise on a send after its close.
+        if not self.closed:
+            await super().send_json(content, close)
+
+    async def close(self, code=None, reason=None):
+        self.closed = True
+        await super().close(code, reason)
+
+    async def join(self, group: str) -> None:
+        self.group = group
+        await self.channel_layer.group_add(group, self.channel_name)
+
+    async def leave_group(self) -> None:
+        group, self.group = self.group, None
+        if group is None:
+            return
+        try:
+            await self.channel_layer.group_discard(group, self.channel_name)
+        except Exception:  # noqa: BLE001 - the connection is over either way
+            logger.warning(
+                "live socket could not leave group=%s channel=%s; channels-redis drops it "
+                "after its group_expiry",
+                group,
+                self.channel_name,
+                exc_info=True,
+            )
+
+    def start(self, coroutine) -> None:
+        self.background.append(asyncio.ensure_future(coroutine))
 
     def stop_background(self):
-        if self.background is not None:
-            self.background.cancel()
+        current = asyncio.current_task()
+        for future in self.background:
+            if future is not current:
+                future.cancel()
+
+    async def may_still_watch(self) -> bool:
+        """Whether this connection's user may go on watching, judged now."""
+        raise NotImplementedError
+
+    async def keep_checking(self):
+        """Every CQ_LIVE_RECHECK_INTERVAL seconds, whether the user may still
+        watch (logged out, no longer staff, the app's rule changed its mind):
+        if not, the connection ends with REFUSED and nothing more is sent."""
+        while True:
+            await asyncio.sleep(cq_settings.LIVE_RECHECK_INTERVAL)
+            try:
+                allowed = await self.may_still_watch()
+            except Exception:  # noqa: BLE001 - unchecked is not allowed: close, judge again later
+                logger.warning(
+                    "live socket re-check failed path=%s", self.scope.get("path"), exc_info=True
+                )
+                await self.end(UNCHECKED)
+                return
+            if not allowed:
+                logger.info("live socket refused path=%s: may no longer watch", self.scope["path"])
+                await self.end(REFUSED)
+                return
+
+    async def end(self, code: int) -> None:
+        """Close from the server's side, at once: nothing more is sent, and the
+        group is left before the browser hears of the close."""
+        self.closed = True
+        self.stop_background()
+        await self.leave_group()
+        await self.close(code=code)
 
 
 class TaskConsumer(LiveConsumer):
@@ -52,7 +161,6 @@ class TaskConsumer(LiveConsumer):
     (as a new state), progress report and log line, as JSON messages of type
     "state", "progress" and "log"."""
 
-    group = None
     lines_in_state: frozenset[str] = frozenset()
 
     async def connect(self):
@@ -62,19 +170,17 @@ class TaskConsumer(LiveConsumer):
         if top_id is None:
             await self.close(code=REFUSED)
             return
-        self.group = tree_group(top_id)
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.join(tree_group(top_id))
         await self.accept()
-        self.background = asyncio.ensure_future(_keep_marked())
+        self.start(_keep_marked())
+        self.start(self.keep_checking())
         # Workers publish once they see a watcher's mark: what they drop
         # before that happened before this read, so it is in the state.
         await asyncio.sleep(watchers.SETTLE)
         await self._send_state(with_logs=True)
 
-    async def disconnect(self, code):
-        self.stop_background()
-        if self.group is not None:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+    async def may_still_watch(self) -> bool:
+        return await database_sync_to_async(_may_still_watch)(self.scope, self.task_id)
 
     async def cq_task(self, event):
         # The event names the task that changed; the watched one's state
@@ -111,10 +217,11 @@ class DashboardConsumer(LiveConsumer):
             await self.close(code=REFUSED)
             return
         await self.accept()
-        self.background = asyncio.ensure_future(self._send_figures())
+        self.start(self._send_figures())
+        self.start(self.keep_checking())
 
-    async def disconnect(self, code):
-        self.stop_background()
+    async def may_still_watch(self) -> bool:
+        return await database_sync_to_async(_may_still_view_dashboard)(self.scope)
 
     async def _send_figures(self):
         while True:
@@ -140,6 +247,14 @@ def _top_id_if_allowed(user, task_id):
     if task is None or not permissions.may_watch(user, task):
         return None
     return task.top_id
+
+
+def _may_still_watch(scope, task_id):
+    return _top_id_if_allowed(permissions.current_user(scope), task_id) is not None
+
+
+def _may_still_view_dashboard(scope):
+    return dashboard.may_view(permissions.current_user(scope))
 
 
 def _snapshot(task_id, with_logs):

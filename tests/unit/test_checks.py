@@ -11,8 +11,8 @@ from cq.checks import (
     check_cache_is_shared,
     check_cache_timeout,
     check_channel_layer,
-    check_sqlite_locking,
     check_outage_poll_interval,
+    check_sqlite_locking,
     check_unknown_settings,
     sqlite_locking_problems,
 )

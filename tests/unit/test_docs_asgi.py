@@ -1,11 +1,14 @@
 """The `asgi.py` the README and the quick start give runs as pasted in a project:
-Django set up before cq's consumer is imported, an "http" route and cq's channel."""
+Django set up before cq's consumer is imported, an "http" route and cq's channel;
+the live page's routes WebSockets behind channels' origin validator."""
 
 import re
 from pathlib import Path
 
 import pytest
 from channels.routing import ChannelNameRouter, ProtocolTypeRouter
+from channels.security.websocket import OriginValidator
+from django.conf import settings
 
 from cq.consumers import CQConsumer
 
@@ -39,3 +42,15 @@ def test_the_asgi_snippet_sets_django_up_before_importing_cq_consumers(page):
     # AppRegistryNotReady in a fresh project.
     code = asgi_snippets(page)[0]
     assert code.index("get_asgi_application()") < code.index("import CQConsumer")
+
+
+def test_the_live_pages_asgi_snippet_routes_websockets_behind_the_origin_validator():
+    # cq's consumers check the origin themselves; the validator the page adds
+    # guards the project's own routes in the same list.
+    [snippet] = asgi_snippets("docs/live.md")
+    namespace = {"__name__": "myproject.asgi"}
+    exec(compile(snippet, "docs/live.md:asgi.py", "exec"), namespace)
+
+    websocket = namespace["application"].application_mapping["websocket"]
+    assert isinstance(websocket, OriginValidator)
+    assert websocket.allowed_origins == settings.ALLOWED_HOSTS
