@@ -7,6 +7,7 @@ is the grace (cq.proctree.GRACE), and `sleep` goes at its first SIGTERM."""
 
 import os
 import signal
+import time
 
 import pytest
 from django.core.cache import cache
@@ -62,6 +63,8 @@ def test_a_program_a_task_started_is_stopped_at_its_time_limit(start_worker, pro
     row = wait_until(lambda: finished(task), 30, message="the task stopped at its limit")
     assert row.status == Task.STATUS_FAILURE
     assert row.error.startswith("TimeLimitExceeded:"), row.error
+    seconds = (row.finished - row.started).total_seconds()
+    print(f"limit 1s, program stopped, failure recorded {seconds:.3f}s after the claim")
     # Stopped before the failure was recorded: gone by now, not re-parented.
     assert not alive(program)
 
@@ -83,8 +86,12 @@ def test_terminate_stops_the_programs_a_task_started(start_worker, program_of):
     worker = start_worker()
     task = tasks.run_program.delay_args(time_limit=600)
     program = program_of(task)
+    began = time.monotonic()
     task.revoke(terminate=True)
-    wait_until(lambda: not alive(program), GONE_WITHIN, message="the program stopped")
+    wait_until(
+        lambda: not alive(program), GONE_WITHIN, message="the program stopped", interval=0.005
+    )
+    print(f"terminate: program gone {time.monotonic() - began:.3f}s after revoke()")
     assert refreshed(task).status == Task.STATUS_REVOKED
     assert tasks.add.delay(1, 2).wait(timeout=10).result == 3
     assert worker.process.poll() is None
