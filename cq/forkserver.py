@@ -28,14 +28,22 @@ import socket
 import sys
 import threading
 
+from . import proctree
 from .conf import settings as cq_settings
 
 logger = logging.getLogger(__name__)
 
-# prctl(2) option: the signal a process gets when the thread that forked it ends.
+# prctl(2) options: the signal a process gets when the thread that forked it
+# ends; orphaned descendants become this process's children, not PID 1's.
 PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
 # The revoke of a task that runs in a child reaches it as this signal (cq.cancelling).
 CANCEL_SIGNAL = signal.SIGUSR1
+# A fork server learns of its worker's end by this signal (handled: it stops
+# its children's groups before it goes).
+WORKER_GONE_SIGNAL = signal.SIGUSR2
+# Signals a fork server passes on to its children's process groups.
+FORWARDED = (signal.SIGTERM, signal.SIGINT)
 
 # Seconds a fork server may take to answer (a fork takes 5-40 ms on a loaded
 # 2-core machine): past it, it is taken for hung, killed and replaced.
@@ -45,6 +53,11 @@ _server = None
 _server_lock = threading.Lock()
 # Connections inherited from the worker, kept (never closed) until os._exit.
 _inherited: list[object] = []
+# In a server: {pid: pidfd or None} of the children whose groups may have
+# processes left (pruned as they empty).
+_children: dict[int, int | None] = {}
+# In a child: its own pid (a process it forks without exec is not the task's).
+_task_process = None
 
 
 def get():
@@ -109,11 +122,13 @@ class ForkServer:
 
 def _serve(sock, parent):
     try:
-        die_with(parent)
+        signal.signal(WORKER_GONE_SIGNAL, _worker_gone)
+        die_with(parent, WORKER_GONE_SIGNAL)
         _leave_inherited_connections()
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # it goes with its worker
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        for signum in FORWARDED:
+            signal.signal(signum, _forward)  # it goes with its worker, not by these
         signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the children
+        _prctl(PR_SET_CHILD_SUBREAPER, 1)
         # A revoke sent before a child has its handler waits until it has one.
         signal.pthread_sigmask(signal.SIG_BLOCK, {CANCEL_SIGNAL})
         # Objects moved out of the collector's reach: a child's collections
@@ -124,22 +139,57 @@ def _serve(sock, parent):
             _fork_child(sock, line.decode().strip())
     except BaseException:  # noqa: BLE001 - the server's boundary
         logger.exception("fork server failed")
-    os._exit(0)
+    _worker_gone()
 
 
 def _fork_child(sock, task_id):
     server = os.getpid()
-    pid = os.fork()
-    if pid == 0:
-        sock.close()
-        _run_child(task_id, server)  # never returns
+    _prune_children()
+    # Blocked across the fork: a forwarded signal that comes meanwhile waits
+    # until the child has its own handlers, and here until it is a child we know.
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
     try:
-        pidfd = os.pidfd_open(pid)
-    except (AttributeError, OSError):
-        pidfd = None  # no pidfds, or it ended already (its row tells)
+        pid = os.fork()
+        if pid == 0:
+            sock.close()
+            _run_child(task_id, server)  # never returns
+        proctree.lead_own_group(pid)
+        try:
+            pidfd = os.pidfd_open(pid)
+        except (AttributeError, OSError):
+            pidfd = None  # no pidfds, or it ended already (its row tells)
+        _children[pid] = pidfd
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     socket.send_fds(sock, [str(pid).encode()], [pidfd] if pidfd is not None else [])
-    if pidfd is not None:
-        os.close(pidfd)
+
+
+def _prune_children():
+    for pid, pidfd in list(_children.items()):
+        if not proctree.signal_group(pid, pidfd, 0):
+            del _children[pid]
+            if pidfd is not None:
+                os.close(pidfd)
+
+
+def _forward(signum, frame):
+    """A signal to the worker's process group reached the server: on to the
+    children's groups, where it would have gone had they stayed in it."""
+    for pid, pidfd in list(_children.items()):
+        try:
+            proctree.signal_group(pid, pidfd, signum)
+        except OSError:  # noqa: PERF203 - raised here, it would end the server's loop
+            logger.exception("signal not passed on pgid=%s", pid)
+
+
+def _worker_gone(signum=None, frame=None):
+    """The worker is gone: nobody will watch the tasks or record their ends,
+    so the tasks' processes and all they started are killed, and the server exits."""
+    try:
+        for pid, pidfd in list(_children.items()):
+            proctree.signal_group(pid, pidfd, signal.SIGKILL)
+    finally:
+        os._exit(0)
 
 
 # ---- in a child
@@ -148,7 +198,10 @@ def _fork_child(sock, task_id):
 def _run_child(task_id, server):
     code = 1
     try:
+        # First, before anything that could start a process.
+        proctree.lead_own_group()
         die_with(server)
+        _leave_server_state()
         _install_child_signals(task_id)
         _execute(task_id)
         code = 0
@@ -167,24 +220,60 @@ def _execute(task_id):
         execute(task)
 
 
+def _leave_server_state():
+    """The pidfds of the other children are the server's, not this task's."""
+    for pidfd in _children.values():
+        if pidfd is not None:
+            os.close(pidfd)
+    _children.clear()
+
+
 def _install_child_signals(task_id):
+    """A task's signals, not the server's: ignored dispositions and a blocked
+    mask survive `exec`, and every program the task starts would inherit them
+    (a `Popen.terminate()` that does nothing). Handlers do not survive it."""
     from . import cancelling
 
+    global _task_process
+    _task_process = os.getpid()
+    for signum in FORWARDED:
+        signal.signal(signum, _on_stop_signal)
+    signal.signal(WORKER_GONE_SIGNAL, signal.SIG_DFL)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the task may run subprocesses
     signal.signal(CANCEL_SIGNAL, lambda signum, frame: cancelling.mark([task_id]))
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {CANCEL_SIGNAL})
+    # Nothing stays blocked: a CANCEL_SIGNAL sent meanwhile arrives now.
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
 
 
-def die_with(parent):
-    """Linux: the kernel kills this process when the thread that forked it
-    ends: no task outlives its worker, unwatched, past its limit."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
+def _on_stop_signal(signum, frame):
+    """SIGTERM/SIGINT in a task process: its task runs on, as tasks do while
+    their worker drains (systemd's stop sends SIGTERM to every process of the
+    service, this one included). A time limit or a terminate stops it with
+    SIGKILL (cq.time_limits). A process the task forked without exec
+    (multiprocessing) is not the task: it gets the signal's default."""
+    if os.getpid() != _task_process:
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+
+def die_with(parent, signum=signal.SIGKILL):
+    """Linux: the kernel sends this process `signum` (by default: kills it)
+    when the thread that forked it ends: no task outlives its worker,
+    unwatched, past its limit."""
+    if not _prctl(PR_SET_PDEATHSIG, signum):
         return  # not Linux
     if os.getppid() != parent:  # it died before the prctl
         os._exit(1)
+
+
+def _prctl(option, value):
+    """prctl(2); False where there is none (not Linux)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(option, value)
+    except (OSError, AttributeError):
+        return False
+    return True
 
 
 def _leave_inherited_connections():

@@ -100,6 +100,7 @@ class Slots:
         # a replacement of the process (revoke(terminate=True), cq.cancelling).
         self._groups = {}
         self._abandoned = set()
+        self._ended = set()  # slot threads done serving
 
     # ---- for the worker's loop (any thread)
 
@@ -136,15 +137,28 @@ class Slots:
         with self._lock:
             self._stopping = True
             self._lock.notify_all()
+            # A thread running an abandoned task never ends: the process is
+            # replaced. Asked again at each change, not once: a terminate heard
+            # between a claim and the group's start names a task that no
+            # thread runs yet, and the thread that takes it in hand later
+            # would be joined for ever.
+            self._lock.wait_for(self._only_abandoned_left)
         for thread in self._threads:
-            # A thread running an abandoned task never ends: the process is replaced.
-            if not self._groups.get(thread, set()) & self._abandoned:
+            if not self._runs_abandoned(thread):
                 thread.join()
         self._unclaim_ready()
 
     def abandon(self, task_ids):
         """`stop` will not wait for the threads running these tasks."""
-        self._abandoned.update(str(task_id) for task_id in task_ids)
+        with self._lock:
+            self._abandoned.update(str(task_id) for task_id in task_ids)
+            self._lock.notify_all()
+
+    def _only_abandoned_left(self):
+        return all(t in self._ended or self._runs_abandoned(t) for t in self._threads)
+
+    def _runs_abandoned(self, thread):
+        return bool(self._groups.get(thread, set()) & self._abandoned)
 
     def running_ids(self):
         """Ids (str) of the tasks this worker has claimed and not finished."""
@@ -163,7 +177,9 @@ class Slots:
                 if not self._database_ready(time.monotonic() - last_group):
                     self._put_back(group)
                     continue
-                self._groups[threading.current_thread()] = {str(t.pk) for t in group}
+                with self._lock:  # `stop` may be waiting to know
+                    self._groups[threading.current_thread()] = {str(t.pk) for t in group}
+                    self._lock.notify_all()
                 try:
                     run_group(group, self.group_size.observe)
                     self.handled += len(group)
@@ -171,14 +187,17 @@ class Slots:
                     logger.exception("task group failed ids=%s", [str(t.pk) for t in group])
                 finally:
                     self._forget(group)
-                    self._groups.pop(threading.current_thread(), None)
                     with self._lock:
+                        self._groups.pop(threading.current_thread(), None)
                         self._running -= 1
                     last_group = time.monotonic()
                     if self.after_group is not None:
                         self.after_group()
         finally:
             close_old_connections()
+            with self._lock:
+                self._ended.add(threading.current_thread())
+                self._lock.notify_all()
 
     def _database_ready(self, idle_seconds):
         """Whether this thread's connection works, checked before a group runs,

@@ -9,7 +9,10 @@ connections of its own, records the outcome and exits. The slot thread that
 claimed the task waits for the child's exit with the deadline (a pidfd: woken
 by the exit, not by polling); past the limit it kills the child (SIGKILL),
 which drops the child's database connection: the database rolls back its open
-transaction, so an atomic task's writes are gone. The slot thread then records
+transaction, so an atomic task's writes are gone. Whatever the child started
+goes with it: once the child has ended (past its limit, terminated, or done),
+the slot thread stops what is left of its process group (cq.proctree:
+SIGTERM, a grace, SIGKILL) before the slot does anything else. It then records
 the attempt through cq.transitions like any failure: FAILURE with
 TimeLimitExceeded, or a retry if the task's retry rules take it. If the child
 recorded its outcome just before the kill, that outcome stands: the guarded
@@ -23,7 +26,7 @@ import signal
 import threading
 import time
 
-from . import forkserver
+from . import forkserver, proctree
 from .conf import settings as cq_settings
 from .exceptions import CQError, TimeLimitExceeded
 
@@ -48,6 +51,7 @@ def limit_of(task, task_function):
 def run_in_child(task, limit, record_failure, observe=None):
     """Run the claimed `task` in a child process (cq.forkserver), which records
     its outcome; past `limit` seconds, kill it and `record_failure(exc)`.
+    However the child ends, what is left of its process group is stopped.
     Returns the exception recorded here, if any."""
     began = time.monotonic()
     task_id = str(task.pk)
@@ -66,9 +70,14 @@ def run_in_child(task, limit, record_failure, observe=None):
         if _wait(pid, pidfd, began + limit):
             exc = None
         else:
-            _send(pid, pidfd, signal.SIGKILL)
+            # The task first, so that it records nothing after its limit.
+            proctree.signal_process(pid, pidfd, signal.SIGKILL)
             _wait(pid, pidfd, None)
             exc = TimeLimitExceeded(f"{task.func_name} ran past its time limit of {limit:g}s")
+        # A failure recorded here is recorded once nothing the task started
+        # runs; and the slot's next task never shares it with leftovers.
+        if proctree.stop_group(pid, pidfd):
+            logger.info("task's processes stopped id=%s name=%s", task.pk, task.func_name)
     finally:
         with _children_lock:
             _children.pop(task_id, None)
@@ -94,18 +103,9 @@ def signal_child(task_id, terminate):
         child = _children.get(str(task_id))
         if child is None:
             return False
-        _send(*child, signal.SIGKILL if terminate else forkserver.CANCEL_SIGNAL)
+        # Killed, its slot thread stops the rest of its process group (run_in_child).
+        proctree.signal_process(*child, signal.SIGKILL if terminate else forkserver.CANCEL_SIGNAL)
     return True
-
-
-def _send(pid, pidfd, signum):
-    try:
-        if pidfd is not None:
-            signal.pidfd_send_signal(pidfd, signum)
-        else:
-            os.kill(pid, signum)
-    except ProcessLookupError:
-        pass  # it just ended
 
 
 def _wait(pid, pidfd, deadline):

@@ -80,8 +80,8 @@ def start_worker(transactional_db):
     """Start real worker processes: `start_worker("--concurrency", "2")`."""
     started = []
 
-    def start(*args, env=None, channel="cq-tasks"):
-        worker = WorkerProcess(*args, env=env, channel=channel)
+    def start(*args, env=None, channel="cq-tasks", own_group=False):
+        worker = WorkerProcess(*args, env=env, channel=channel, own_group=own_group)
         started.append(worker)
         return worker
 

@@ -57,9 +57,12 @@ class WorkerProcess:
     With `host`, it runs as if on a machine of that name: in a UTS namespace of
     its own (root only), so that its worker name (`host:pid:random`) says
     which "machine" it is on. `unshare --uts` needs no fork and the shell
-    `exec`s the worker, so `pid` is still the worker's own and signals reach it."""
+    `exec`s the worker, so `pid` is still the worker's own and signals reach it.
 
-    def __init__(self, *args, env=None, channel="cq-tasks", host=None):
+    With `own_group`, it leads a process group of its own (as a shell's job
+    does), which a test may signal as a whole: `os.killpg(worker.pid, ...)`."""
+
+    def __init__(self, *args, env=None, channel="cq-tasks", host=None, own_group=False):
         self.log_path = (
             Path(os.environ.get("TMPDIR", "/tmp"))
             / f"cq-worker-{os.getpid()}-{time.monotonic_ns()}.log"
@@ -74,6 +77,7 @@ class WorkerProcess:
             env=process_env(env),
             stdout=self.log,
             stderr=subprocess.STDOUT,
+            process_group=0 if own_group else None,
         )
 
     @property

@@ -4,6 +4,7 @@ import asyncio
 import logging
 import os
 import socket
+import subprocess
 import time
 
 from asgiref.sync import sync_to_async
@@ -575,6 +576,49 @@ ignore_cancel_non_atomic = task("tests.ignore_cancel_non_atomic", atomic=False)(
 @task
 def bad_progress(cqt):
     cqt.progress(5, 3)
+
+
+# ---- the programs a task starts (cq.proctree)
+# Not atomic: on SQLite an atomic task holds the write lock while it runs, and
+# a revoke would wait for it.
+
+
+def _start_program(cqt, seconds):
+    """Starts `sleep seconds` and says its pid in the cache (not in a row: the
+    tests read it while the task runs)."""
+    program = subprocess.Popen(["sleep", str(seconds)])
+    cache.set(f"program:{cqt.pk}", program.pid, 600)
+    return program
+
+
+@task(atomic=False)
+def run_program(cqt, seconds=300):
+    """Waits for its program; returns how it ended (-15: by SIGTERM)."""
+    return _start_program(cqt, seconds).wait()
+
+
+@task(atomic=False, time_limit=60)
+def program_signals(cqt):
+    """What a program this task starts inherits, and whether terminate() stops it."""
+    program = _start_program(cqt, 300)
+    with open(f"/proc/{program.pid}/status") as status:
+        fields = dict(line.split(":\t", 1) for line in status.read().splitlines())
+    program.terminate()
+    try:
+        code = program.wait(20)
+    except subprocess.TimeoutExpired:
+        code = None
+    return {
+        "ignored": int(fields["SigIgn"], 16),
+        "blocked": int(fields["SigBlk"], 16),
+        "returncode": code,
+    }
+
+
+@task(atomic=False, time_limit=60)
+def leave_program(cqt):
+    """Returns at once, its program left running."""
+    return _start_program(cqt, 300).pid
 
 
 from tests.app import controls_tasks  # noqa: E402, F401 - registers the controls tests' tasks
