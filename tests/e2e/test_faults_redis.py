@@ -95,11 +95,12 @@ def test_worker_whose_redis_hangs_says_so_honours_wait_timeouts_and_stops(
 ):
     worker = start_worker(env=frozen_redis.env)
     warm_up()
-    # A slot that finished a task claims the next due rows at once, doorbell or
-    # not: let that claim come and go, or it may take the task below.
-    time.sleep(1)
     frozen_redis.freeze(new="hang")
-    task = tasks.add.delay(2, 2)
+    # On a queue this worker does not run, so that it stays QUEUED whatever the
+    # worker does: a slot that finished the warm-up task claims the next due
+    # rows at once, doorbell or not (a pause here raced that claim), and once
+    # the worker sees Redis hang it claims due rows from the table.
+    task = tasks.add.delay_args((2, 2), queue="elsewhere")
 
     started = time.monotonic()
     assert refreshed(task).wait(timeout=2).status == Task.STATUS_QUEUED
