@@ -1,11 +1,10 @@
 # Two commands do all set-up on a fresh machine:
 #   make demo   - the example project on SQLite (real workers if Redis is up)
 #   make test   - lint, the type check, the docs site built strictly, the
-#                 migrations check, the unit lane with Redis unreachable,
-#                 the test suite on PostgreSQL and on SQLite, with real Redis,
-#                 then on Django 6 (Python 3.12) and PostgreSQL when a 3.12 exists,
-#                 on Django 6 (Python 3.13) and SQLite when a 3.13 exists,
-#                 then the channels-redis contract on its oldest and newest versions
+#                 migrations check, then the lanes side by side (tests/lanes.py):
+#                 the suite on PostgreSQL and SQLite (Python 3.11, Django 5.2),
+#                 on Django 6 with PostgreSQL (3.12) and SQLite (3.13), the unit
+#                 tests with Redis unreachable, the channels-redis contract
 # tox.ini runs the same matrix. One lane: make test-unit / test-integration /
 # test-e2e (CQ_TEST_DB=sqlite for SQLite; PostgreSQL by default).
 PYTHON ?= python3.11
@@ -81,21 +80,8 @@ $(BIN6)/.installed: setup.py pyproject.toml
 test-django6: $(if $(PYTHON312),$(BIN6)/.installed)
 	$(LANES) --only py3.12-django6-postgres $(if $(PYTEST_ARGS),-- $(PYTEST_ARGS))
 
-# The matrix is Python 3.11-3.13 x Django 5.2 and 6.x x PostgreSQL and SQLite
-# (tox.ini has all of it: 14 suites, about 90 minutes here). `make test` runs the
-# lanes that cover it pairwise within CI's time (its limit is 90 minutes; keep
-# `make test` under about 35): `make test` took about 16 minutes before this
-# lane, and the 3.13 x 6.x x SQLite suite took 7 minutes on this 2-core machine
-# while other runs shared it (11 for PostgreSQL, 6 for SQLite on 3.11), so a
-# fourth suite fits and a fifth would leave no margin for slower runs:
-#   3.11 x 5.2 x PostgreSQL, 3.11 x 5.2 x SQLite   the oldest supported pair
-#   3.12 x 6.x x PostgreSQL                        Django 6 on the production database
-#   3.13 x 6.x x SQLite                            the newest pair, and Django 6 on SQLite
-# So every Python, every Django and every database runs, each Django on both
-# databases, each Python on at least one, and the newest interpreter (under
-# which cq's asyncio loop and threads run) with the newest Django. 3.13 x 5.2
-# and 3.12 x 5.2 are left to tox: Django 5.2 supports both, and cq has no code
-# that depends on the Python and Django versions together.
+# Python 3.13 and Django 6: the newest pair (README.md, "Running the tests", says
+# why `make test` runs these lanes and where the rest of the matrix runs).
 $(BIN313)/.installed: setup.py pyproject.toml
 	$(PYTHON313) -m venv $(VENV313)
 	$(BIN313)/pip install --quiet --upgrade pip
