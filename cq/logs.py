@@ -86,9 +86,12 @@ def store(model, top_id):
     """Move the tree's buffered lines onto the top-level task's row, in a
     transaction of its own (call it once the outcome has committed).
 
-    The row lock makes two workers that both saw the tree finish store one
-    after the other: the second finds the buffer empty. The buffer is emptied
-    before the commit; should the commit fail, those lines are lost."""
+    The buffer is emptied only after the commit, so that a reader who reads
+    the buffer and then the row (cq.live.state.tree_logs) finds every line in
+    one or the other, and a failed commit leaves the lines buffered. Two
+    workers that both saw the tree finish store one after the other (the row
+    lock); the second may find lines the first stored and has not yet removed
+    from the buffer, and skips them."""
     cache = _cache()
     with transaction.atomic():
         stored = (
@@ -98,13 +101,19 @@ def store(model, top_id):
             .first()
         )
         count = cache.get(_counter_key(top_id)) or 0
-        lines = _read(cache, top_id, count)
+        on_row = {line_key(line) for line in stored or ()}
+        lines = [line for line in _read(cache, top_id, count) if line_key(line) not in on_row]
         if stored is not None and lines:
             kept = (stored + lines)[-cq_settings.MAX_LOG_LINES :]
             model.objects.filter(pk=top_id).update(logs=kept)
-        if count:
-            cache.delete_many([_line_key(top_id, n) for n in _window(count)])
-            cache.delete(_counter_key(top_id))
+    if count:
+        cache.delete_many([_line_key(top_id, n) for n in _window(count)])
+        cache.delete(_counter_key(top_id))
+
+
+def line_key(line) -> tuple:
+    """What tells one log line from another: when, from which task, what."""
+    return (line.get("timestamp"), line.get("origin"), line.get("message"))
 
 
 def _buffer(top_id, lines):

@@ -19,10 +19,12 @@ either in the first message (the current state) or arrives after it.
 
 import asyncio
 import logging
+import time
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from .. import logs
 from ..conf import settings as cq_settings
 from . import dashboard, origins, permissions, watchers
 from .events import tree_group
@@ -32,6 +34,12 @@ logger = logging.getLogger(__name__)
 
 # WebSocket close code of a refused watcher (4000-4999: the application's own).
 REFUSED = 4403
+# Seconds between two reads of a watched tree's log lines for those a worker
+# did not publish (it had not seen the watcher's mark yet).
+CATCH_UP = 1.0
+# Keys of sent log lines a watcher keeps: more than a read returns
+# (cq.live.state.MOST_LOG_LINES), so that a line is never sent twice.
+SENT_LINES = 1000
 # Close code when the right to watch could not be checked (the database is
 # down): the browser reconnects later and is judged again.
 UNCHECKED = 1011
@@ -128,6 +136,9 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         """Whether this connection's user may go on watching, judged now."""
         raise NotImplementedError
 
+    async def rechecked(self) -> None:
+        """Called after each re-check that let the user go on watching."""
+
     async def keep_checking(self):
         """Every CQ_LIVE_RECHECK_INTERVAL seconds, whether the user may still
         watch (logged out, no longer staff, the app's rule changed its mind):
@@ -146,6 +157,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
                 logger.info("live socket refused path=%s: may no longer watch", self.scope["path"])
                 await self.end(REFUSED)
                 return
+            await self.rechecked()
 
     async def end(self, code: int) -> None:
         """Close from the server's side, at once: nothing more is sent, and the
@@ -161,7 +173,14 @@ class TaskConsumer(LiveConsumer):
     (as a new state), progress report and log line, as JSON messages of type
     "state", "progress" and "log"."""
 
-    lines_in_state: frozenset[str] = frozenset()
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # Keys of the log lines sent (the newest SENT_LINES), so that each is
+        # sent once, whichever way it came; when the tree's lines were last
+        # read, for catching up; and the last state sent.
+        self.sent: dict[tuple, None] = {}
+        self.caught_up = 0.0
+        self.last_state: dict | None = None
 
     async def connect(self):
         task_id = self.scope["url_route"]["kwargs"]["task_id"]
@@ -175,12 +194,21 @@ class TaskConsumer(LiveConsumer):
         self.start(_keep_marked())
         self.start(self.keep_checking())
         # Workers publish once they see a watcher's mark: what they drop
-        # before that happened before this read, so it is in the state.
+        # before that happened before this read, so it is in the state. What
+        # a worker slower than SETTLE to see the mark (a loaded machine)
+        # drops after the read, the re-reads below make up for.
         await asyncio.sleep(watchers.SETTLE)
-        await self._send_state(with_logs=True)
+        await self._send_state(first=True)
 
     async def may_still_watch(self) -> bool:
         return await database_sync_to_async(_may_still_watch)(self.scope, self.task_id)
+
+    async def rechecked(self) -> None:
+        # The tree read again with each re-check, and sent if it changed: an
+        # event a worker dropped (it had not seen the mark yet) or that the
+        # channel layer lost (a full channel drops a group message) is made up
+        # for within CQ_LIVE_RECHECK_INTERVAL.
+        await self._send_state(refresh=True)
 
     async def cq_task(self, event):
         # The event names the task that changed; the watched one's state
@@ -195,16 +223,45 @@ class TaskConsumer(LiveConsumer):
     async def cq_log(self, event):
         # A line logged just before the first state was read is in its `logs`
         # and may also arrive here, its event queued meanwhile: send it once.
-        lines = [line for line in event["lines"] if _line_key(line) not in self.lines_in_state]
+        lines = self._unsent(event["lines"])
         if lines:
             await self.send_json({"type": "log", "lines": lines})
 
-    async def _send_state(self, with_logs=False):
-        state = await database_sync_to_async(_snapshot)(self.task_id, with_logs)
-        if state is not None:
-            if with_logs:
-                self.lines_in_state = {_line_key(line) for line in state["logs"]}
-            await self.send_json({"type": "state", **state})
+    async def _send_state(self, first=False, refresh=False):
+        """The watched task's state; before it, the tree's log lines not sent
+        yet, read at most every CATCH_UP seconds and always once the task is
+        done: a watcher that stops at the final state has every line. With
+        `refresh`, the state is sent only if it changed since the last one."""
+        catch_up = first or refresh or time.monotonic() - self.caught_up >= CATCH_UP
+        state = await database_sync_to_async(_snapshot)(
+            self.task_id, with_logs=catch_up, logs_when_done=True
+        )
+        if state is None:
+            return
+        lines = []
+        if "logs" in state:
+            self.caught_up = time.monotonic()
+            lines = self._unsent(state.pop("logs"))
+        if lines and not first:
+            await self.send_json({"type": "log", "lines": lines})
+        if refresh and state == self.last_state:
+            return
+        self.last_state = dict(state)
+        if first:
+            state["logs"] = lines
+        await self.send_json({"type": "state", **state})
+
+    def _unsent(self, lines):
+        """Those of `lines` not sent yet, now counted as sent."""
+        fresh = []
+        for line in lines:
+            key = logs.line_key(line)
+            if key not in self.sent:
+                self.sent[key] = None
+                fresh.append(line)
+        for key in list(self.sent)[: max(0, len(self.sent) - SENT_LINES)]:
+            del self.sent[key]
+        return fresh
 
 
 class DashboardConsumer(LiveConsumer):
@@ -230,10 +287,6 @@ class DashboardConsumer(LiveConsumer):
             await asyncio.sleep(cq_settings.DASHBOARD_INTERVAL)
 
 
-def _line_key(line):
-    return (line.get("timestamp"), line.get("origin"), line.get("message"))
-
-
 async def _keep_marked():
     while True:
         await database_sync_to_async(watchers.mark)()
@@ -257,7 +310,7 @@ def _may_still_view_dashboard(scope):
     return dashboard.may_view(permissions.current_user(scope))
 
 
-def _snapshot(task_id, with_logs):
+def _snapshot(task_id, with_logs, logs_when_done=False):
     from ..models import Task
 
-    return snapshot(Task, task_id, with_logs)
+    return snapshot(Task, task_id, with_logs, logs_when_done)

@@ -21,8 +21,9 @@ MOST_LOG_LINES = 200
 RESULT_PREVIEW = 500
 
 
-def snapshot(model, task_id, with_logs=False) -> dict | None:
-    """The state of `task_id`'s tree as seen from that task; None if it is gone."""
+def snapshot(model, task_id, with_logs=False, logs_when_done=False) -> dict | None:
+    """The state of `task_id`'s tree as seen from that task; None if it is
+    gone. With `logs` if `with_logs`, or if `logs_when_done` and it is done."""
     task = model.objects.filter(pk=task_id).first()
     if task is None:
         return None
@@ -34,7 +35,7 @@ def snapshot(model, task_id, with_logs=False) -> dict | None:
         "subtasks": [task_state(sub) for sub in subtasks[:MOST_SUBTASKS]],
         "percent": tree_percent(task, counts),
     }
-    if with_logs:
+    if with_logs or (logs_when_done and task.is_done):
         state["logs"] = tree_logs(task)
     return state
 
@@ -89,14 +90,20 @@ def tree_percent(task, counts) -> float | None:
 
 def tree_logs(task) -> list:
     """The tree's log lines: those stored on the top-level row, then those
-    still buffered (a tree that runs), the newest MOST_LOG_LINES."""
+    still buffered (a tree that runs), the newest MOST_LOG_LINES.
+
+    The buffer is read before the row: cq.logs.store commits the lines onto
+    the row before it empties the buffer, so each line is in one of the two
+    reads, whenever the tree finishes (in both, for a moment: kept once)."""
     model = type(task)
-    stored = model.objects.filter(pk=task.top_id).values_list("logs", flat=True).first() or []
     try:
         buffered = task_logs.buffered(task.top_id)
     except Exception:  # noqa: BLE001 - a cache down costs the live lines, not the page
         buffered = []
-    return [*stored, *buffered][-MOST_LOG_LINES:]
+    stored = model.objects.filter(pk=task.top_id).values_list("logs", flat=True).first() or []
+    on_row = {task_logs.line_key(line) for line in stored}
+    later = [line for line in buffered if task_logs.line_key(line) not in on_row]
+    return [*stored, *later][-MOST_LOG_LINES:]
 
 
 def _under(task):

@@ -92,6 +92,46 @@ def test_watching_a_parent_shows_its_subtasks_finishing(start_worker):
     assert sorted(line["message"] for line in lines) == ["step 1"] * 3 + ["step 2"] * 3
 
 
+def test_a_watcher_gets_the_lines_a_worker_slow_to_see_it_did_not_publish(
+    start_worker, monkeypatch
+):
+    # A worker reads the watchers' mark every CHECK_EVERY seconds, and a
+    # watcher reads the tree SETTLE seconds after marking itself; a worker
+    # slower than that (a loaded machine: seen in CI) dropped the lines logged
+    # in between, which the watcher then never got. Here the mark comes 5 s
+    # late, and the task logs all its lines after the first state, well
+    # before the worker can see the mark.
+    from cq.live import consumer
+
+    marked = consumer._keep_marked
+
+    async def late_mark():
+        await asyncio.sleep(5)
+        await marked()
+
+    monkeypatch.setattr(consumer, "_keep_marked", late_mark)
+    start_worker()
+    wait_until(lambda: WorkerHeartbeat.objects.exists(), timeout=60, message="worker up")
+    operator = make_user("operator", True, "view_task")
+    flag = f"go-late-{connection.settings_dict['NAME']}"
+    task = tasks.count_up.delay(6, 0.3, flag)
+    headers = session_cookie(operator)
+
+    async def session():
+        communicator = watch(task, headers)
+        assert (await communicator.connect())[0]
+        first = await communicator.receive_json_from(timeout=30)
+        cache.set(flag, True, 60)  # the task logs only once the state is read
+        messages = [first, *await receive_until_done(communicator)]
+        await communicator.disconnect()
+        return messages
+
+    messages = run_async(session)
+    assert messages[0]["type"] == "state" and messages[0]["logs"] == []
+    lines = [line for m in messages if m["type"] == "log" for line in m["lines"]]
+    assert [line["message"] for line in lines] == [f"step {n}" for n in range(1, 7)]
+
+
 @pytest.mark.parametrize(
     "who",
     ["anonymous", "not staff", "staff without view permission"],
