@@ -1,7 +1,6 @@
 """Countdowns, run_after and a repeating task in real worker processes
 (tests/integration/test_scheduler.py holds the rest)."""
 
-import time
 from datetime import timedelta
 
 import pytest
@@ -43,17 +42,23 @@ def test_three_workers_run_an_every_minute_task_once_per_minute(start_worker):
     )
     task = RepeatingTask.schedule("* * * * *", tasks.record_run, ("minutely",))
     first = task.next_run
-    # Watch two minute boundaries and stop 20 s after the second: by then its
-    # run was launched long ago, even on a loaded machine.
-    end = first + timedelta(minutes=1, seconds=20)
-    while timezone.now() < end:
-        time.sleep(0.5)
+    # Two minute boundaries. Once next_run has moved past the second, no
+    # worker can launch either occurrence again: each launch is a
+    # compare-and-set from the next_run it read. So wait for that, not a
+    # fixed time; the deadline is a minute past the second boundary.
+    third = first + timedelta(minutes=2)
+    wait_until(
+        lambda: RepeatingTask.objects.get(pk=task.pk).next_run >= third,
+        timeout=(third - timezone.now()).total_seconds() + 60,
+        interval=0.5,
+        message="both occurrences launched",
+    )
     runs = list(Task.objects.filter(repeating_task=task).order_by("submitted"))
     task.refresh_from_db()
     RepeatingTask.objects.filter(pk=task.pk).update(enabled=False)
     assert len(runs) == 2, [worker.output()[-3000:] for worker in workers]
     assert first <= runs[0].submitted < first + timedelta(minutes=1) <= runs[1].submitted
-    assert task.next_run == first + timedelta(minutes=2)
+    assert task.next_run == third
     wait_until(
         lambda: Task.objects.filter(repeating_task=task, status=Task.STATUS_SUCCESS).count() == 2,
         timeout=60,

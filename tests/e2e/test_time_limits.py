@@ -63,13 +63,16 @@ def test_a_task_past_its_time_limit_fails_and_its_writes_are_gone(
 def test_a_slot_serves_other_tasks_while_a_limited_task_runs(start_worker):
     start_worker("--concurrency", "2")
     # Not atomic: on SQLite an atomic task holds the write lock while it runs.
-    limited = tasks.sleep_untimed.delay_args(time_limit=3)
+    limited = tasks.sleep_untimed.delay_args(time_limit=10)
     wait_until(lambda: cache.get(f"started:{limited.pk}"), 20, message="limited task started")
     began = time.monotonic()
-    assert tasks.add.delay(1, 1).wait(timeout=2).result == 2
-    assert time.monotonic() - began < 2
+    # Done while the limited task still runs: a slot that waited on it would
+    # be free only at its 10 s limit. 8 s leaves the round trip (tens of ms)
+    # a wide margin on a loaded machine.
+    assert tasks.add.delay(1, 1).wait(timeout=8).result == 2
+    assert time.monotonic() - began < 8
     assert not refreshed(limited).is_done
-    row = wait_until(lambda: finished(limited), 20, message="the limited task done")
+    row = wait_until(lambda: finished(limited), 30, message="the limited task done")
     assert row.status == Task.STATUS_FAILURE
 
 
