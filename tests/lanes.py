@@ -31,6 +31,8 @@ OUTPUT = ROOT / ".lanes"
 # The unit lane must not need Redis: it runs with Redis unreachable.
 NO_REDIS = "redis://127.0.0.1:1"
 CONTRACT = "tests/integration/test_channels_redis_contract.py"
+# How many of the slowest tests the summary lists.
+SLOWEST = 15
 
 
 @dataclass
@@ -40,6 +42,7 @@ class Lane:
     db: str  # "postgres" or "sqlite"
     paths: list = field(default_factory=list)  # none: the whole suite
     env: dict = field(default_factory=dict)
+    markers: str = ""  # a pytest -m expression: which of its tests it runs
     process: subprocess.Popen | None = None
     started: float = 0.0
     elapsed: float = 0.0
@@ -54,17 +57,22 @@ class Lane:
         return OUTPUT / f"{self.name}.xml"
 
 
-# Why these lanes, and where the rest of the matrix runs: README.md, "Tests".
-# Ordered slowest first, so that the long lanes start at once.
+# Why these lanes, and where the rest of the matrix runs: README.md, "Running
+# the tests". The heavy tests (many processes, thousands of tasks, a browser,
+# the benches) load the same code harder rather than other code: they run once
+# per database, in the Python 3.11 lanes. Slowest first, so that they start at once.
 LANES = [
     Lane("py3.11-django5.2-postgres", "py311", "postgres"),
-    Lane("py3.12-django6-postgres", "py312", "postgres"),
+    Lane("py3.12-django6-postgres", "py312", "postgres", markers="not heavy"),
     Lane("py3.11-django5.2-sqlite", "py311", "sqlite"),
-    Lane("py3.13-django6-sqlite", "py313", "sqlite"),
+    Lane("py3.13-django6-sqlite", "py313", "sqlite", markers="not heavy"),
     Lane("unit-without-redis", "py311", "sqlite", ["tests/unit"], {"CQ_TEST_REDIS": NO_REDIS}),
     Lane("channels-redis-oldest", "contract-oldest", "sqlite", [CONTRACT]),
     Lane("channels-redis-newest", "contract-newest", "sqlite", [CONTRACT]),
 ]
+
+# The lanes that run the whole suite.
+SUITES = [lane for lane in LANES if not lane.paths]
 
 
 def start(lane, python, pytest_args):
@@ -76,12 +84,17 @@ def start(lane, python, pytest_args):
         # the servers its tests start (tests/faults.py, free_port).
         "CQ_TEST_SUFFIX": os.environ.get("CQ_TEST_SUFFIX", "") + lane.name.replace(".", ""),
         "CQ_TEST_PORT_BASE": str(20000 + 1000 * LANES.index(lane)),
-        # Tests marked heavy take turns across lanes (tests/fixtures.py, heavy_turn).
+        # Tests marked heavy take turns across lanes (tests/fixtures.py,
+        # heavy_turn); each suite lane starts at another point of the suite
+        # (tests/conftest.py), so that they reach the heavy ones at other times.
         "CQ_TEST_HEAVY_LOCK": str(OUTPUT / "heavy.lock"),
+        "CQ_TEST_ROTATE": f"{SUITES.index(lane) if lane in SUITES else 0}/{len(SUITES)}",
         **lane.env,
     }
     command = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
     command += [f"--junitxml={lane.xml}", *pytest_args, *lane.paths]
+    if lane.markers:
+        command += ["-m", lane.markers]
     lane.xml.unlink(missing_ok=True)
     with open(lane.log, "w") as log:
         log.write(f"$ {' '.join(command)}\n")
@@ -101,14 +114,20 @@ def stop(lane):
     lane.process.wait()
 
 
-def counts(lane):
-    """(passed, failed, errors, skipped) from the lane's JUnit XML, or None."""
+def results(lane):
+    """The lane's JUnit XML test suite, or None."""
     try:
         suite = ElementTree.parse(lane.xml).getroot()
     except (OSError, ElementTree.ParseError):
         return None
-    if suite.tag == "testsuites":
-        suite = suite[0]
+    return suite[0] if suite.tag == "testsuites" else suite
+
+
+def counts(lane):
+    """(passed, failed, errors, skipped) from the lane's JUnit XML, or None."""
+    suite = results(lane)
+    if suite is None:
+        return None
     total, failed, errors, skipped = (
         int(suite.get(key, 0)) for key in ("tests", "failures", "errors", "skipped")
     )
@@ -169,12 +188,25 @@ def summary(lanes, pythons, skipped, wall):
         cells = "".join(f" {n:>7}" for n in numbers[:3]) + f" {numbers[3]:>8}" if numbers else ""
         cells = cells or f" {'(no results: see its log)':>31}"
         row = f"{lane.name:<28} {versions(pythons[lane.python]):<15} {result:<8}{cells}"
-        lines.append(f"{row} {minutes(lane.elapsed):>7}")
+        scope = f"  -m '{lane.markers}'" if lane.markers else ""
+        lines.append(f"{row} {minutes(lane.elapsed):>7}{scope}")
     for lane in skipped:
         lines.append(f"{lane.name:<28} {'-':<15} skipped: no interpreter for {lane.python}")
     lines.append(f"wall time {minutes(wall)}; logs and JUnit XML in {OUTPUT.relative_to(ROOT)}/")
+    lines += ["", f"the {SLOWEST} slowest tests (setup, call and teardown):"]
+    lines += [f"{seconds:7.1f}s  {name}  [{lane}]" for seconds, name, lane in slowest(lanes)]
     lines.append("=" * 100)
     print("\n".join(lines), flush=True)
+
+
+def slowest(lanes):
+    found = []
+    for lane in lanes:
+        suite = results(lane)
+        for case in suite.iter("testcase") if suite is not None else ():
+            name = f"{case.get('classname', '').replace('.', '/')}.py::{case.get('name')}"
+            found.append((float(case.get("time", 0)), name, lane.name))
+    return sorted(found, reverse=True)[:SLOWEST]
 
 
 def main(argv=None):
