@@ -110,6 +110,15 @@ class WorkerProcess:
         self.log_path.unlink(missing_ok=True)
 
 
+def alive(pid):
+    """Whether that process runs (a zombie, killed but not reaped, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def run_queued(rounds=50):
     """Run every QUEUED task in this process, as a worker would, until none is
     left (subtasks and chained tasks included); returns how many ran."""

@@ -14,19 +14,10 @@ from django.core.cache import cache
 
 from cq.models import Task
 from tests.app import tasks
-from tests.helpers import refreshed, wait_until
+from tests.helpers import alive, refreshed, wait_until
 
 # Seconds we allow a stopped program to be gone: a grace of 2 s, and a loaded machine.
 GONE_WITHIN = 10
-
-
-def alive(pid):
-    """Whether that process runs (a zombie, killed but not reaped, does not)."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 @pytest.fixture

@@ -5,31 +5,24 @@ runs the worker as a child, a new one each time the last recycled."""
 
 import os
 import signal
+import uuid
 from collections import Counter
 from pathlib import Path
 
 import pytest
 import redis
 from django.conf import settings
+from django.core.cache import cache
 
 from cq.models import Task
 from cq.recycling import EXIT_RECYCLE
 from tests.app import tasks
-from tests.helpers import errors, statuses, unfinished, wait_until
+from tests.helpers import alive, errors, statuses, unfinished, wait_until
 
 
 def pid_of(worker_name):
     """The process id in a worker's name (host:pid:random)."""
     return int(worker_name.split(":")[1])
-
-
-def alive(pid):
-    """Whether that process runs (a zombie, killed but not reaped, does not)."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def running_worker_pid(ids):
@@ -90,9 +83,14 @@ def test_a_worker_past_max_memory_is_replaced(start_worker):
 
 def test_sigterm_to_the_parent_stops_its_worker_gracefully(start_worker):
     worker = start_worker("--max-tasks", "50", "--concurrency", "2")
-    ids = [t.pk for t in tasks.sleep.delay_many([(0.5,) for _ in range(10)])]
+    started = f"started-{uuid.uuid4().hex}"
+    ids = [t.pk for t in tasks.sleep.delay_many([(0.5, started) for _ in range(10)])]
     child = running_worker_pid(ids)
     assert child != worker.pid
+    # A body running, not only a row RUNNING: a task claimed but not yet
+    # started is handed back at SIGTERM (QUEUED again), by design, and then
+    # none might finish (seen once in nine runs of this file).
+    wait_until(lambda: cache.get(started), 20, message="a task's body running")
     worker.signal(signal.SIGTERM)
     # Its running tasks finish, the claimed ones go back: exit 0, no new child.
     assert worker.wait(20) == 0, worker.output()

@@ -1,6 +1,5 @@
 """Time limits: a task past its limit is stopped, whatever it is doing (cq.time_limits)."""
 
-import os
 import socket
 import time
 
@@ -10,7 +9,7 @@ from django.core.cache import cache
 from cq.models import Task
 from tests.app import tasks
 from tests.app.models import Note
-from tests.helpers import refreshed, wait_until
+from tests.helpers import alive, refreshed, wait_until
 
 # The limit of the tasks below, and the most we allow between it and the
 # recorded failure (measured: see docs/controls.md).
@@ -100,14 +99,6 @@ def test_a_limited_task_does_not_outlive_its_killed_worker(start_worker):
     child = wait_until(lambda: cache.get(f"started:{task.pk}"), 20, message="the task started")
     worker.kill()
     wait_until(lambda: not alive(child), 5, message="the task's process gone with its worker")
-
-
-def alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 @pytest.mark.slow
