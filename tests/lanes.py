@@ -71,7 +71,7 @@ LANES = [
     Lane("channels-redis-newest", "contract-newest", "sqlite", [CONTRACT]),
 ]
 
-# The lanes that run the whole suite.
+# The lanes that run the suite (all of it or all but the heavy tests), not one part.
 SUITES = [lane for lane in LANES if not lane.paths]
 
 
