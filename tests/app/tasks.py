@@ -116,10 +116,12 @@ def log_lines(cqt, count, publish_every=1, limit=40):
 
 
 @task
-def log_tree(cqt, children, pause=0):
+def log_tree(cqt, children, pause=0, queues=()):
+    """Logs, and launches `children` that log; on `queues` in turn if given."""
     cqt.log("parent starts")
     for n in range(children):
-        cqt.subtask(log_child, (n, pause))
+        fields = {"queue": queues[n % len(queues)]} if queues else {}
+        cqt.subtask(log_child, (n, pause), **fields)
     return "tree"
 
 

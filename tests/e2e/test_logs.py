@@ -16,14 +16,14 @@ def messages(lines):
 
 @pytest.mark.slow
 def test_concurrent_subtasks_on_two_workers_keep_every_line(start_worker):
-    for _ in range(2):
-        start_worker("--concurrency", "2")
-    # Both workers up before the tree starts, and children slow enough to
-    # spread: 0.3 s each is far above the group-commit window, so a worker
-    # claims one per idle slot, and its two slots would take 4.5 s for all 30
-    # (at 0.05 s, one worker took the whole tree in CI under load).
+    # The children on two queues, one per worker, so that both workers log
+    # into the tree at once by construction: left to the doorbells, one
+    # worker that popped them all could run the whole tree while the other
+    # idled (seen in CI under load, even with 0.3 s children).
+    start_worker("--concurrency", "2", "--queues", "default,a")
+    start_worker("--concurrency", "2", "--queues", "b")
     wait_until(lambda: WorkerHeartbeat.objects.count() == 2, timeout=60, message="two workers")
-    root = tasks.log_tree.delay(30, 0.3)
+    root = tasks.log_tree.delay(30, 0.05, ["a", "b"])
     wait_until(lambda: Task.objects.get(pk=root.pk).is_done, timeout=120, message="tree done")
     # The lines reach the row just after the outcome commits, in a transaction
     # of their own (docs/guarantees.md, "The outcome depends on nothing else").
