@@ -157,7 +157,9 @@ def test_scaling_curve_prints_rate_and_cpu_per_task_for_each_worker_count(transa
         database = rows[f"database CPU per task, {processes} (every postgres process)"]
         other = rows[f"workers / Redis CPU per task, {processes}"]
         if connection.vendor == "postgresql":
-            assert float(database) > 0, output
+            # Measured, not n/a; it may read 0.00: 60 tasks at some 400/s take
+            # 0.15 s, and /proc counts CPU in 10 ms ticks (seen in CI).
+            assert float(database) >= 0, output
             # Each worker process holds connections of its own.
             opened = rows[f"PostgreSQL connections at the end, {processes} (bench's own included)"]
             assert int(opened) > count, output
